@@ -1,0 +1,5 @@
+import sys
+
+from glowflow.cli import main
+
+sys.exit(main())

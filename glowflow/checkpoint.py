@@ -1,0 +1,85 @@
+"""Checkpoints: written atomically, read without executing anything from the file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from glowflow.config import GlowConfig
+from glowflow.model import Glow
+
+FORMAT = "glowflow-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the fix."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then rename.
+
+    A crash or Ctrl-C while writing leaves the previous file at ``path`` intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``: tensors and plain data, never code."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; pass a checkpoint.pt or run folder"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # unpickling errors come in many types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({first[:200]}); is it a glowflow checkpoint?"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a glowflow checkpoint")
+    if state.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {state.get('version')}; this glowflow reads {VERSION}"
+        )
+    return state
+
+
+def model_from_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", ema: bool = True
+) -> tuple[Glow, dict[str, Any]]:
+    """Build the model a checkpoint describes and load its weights (EMA weights if present).
+
+    Returns the model in eval mode and the checkpoint's other contents.
+    """
+    state = load_checkpoint(path, map_location)
+    try:
+        model = Glow.from_config(GlowConfig.from_dict(state["model_config"]))
+        weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
+        model.load_state_dict(weights)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise CheckpointError(
+            f"checkpoint {path} does not match its model config: {first}"
+        ) from None
+    return model.to(map_location).eval(), state

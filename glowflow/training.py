@@ -1,0 +1,622 @@
+"""The training loop: a config, a run folder, and a resumable, budgeted optimisation."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from glowflow.checkpoint import load_checkpoint, save_checkpoint
+from glowflow.config import GlowConfig
+from glowflow.datasets import ImageData, load_dataset, split_validation
+from glowflow.evaluate import evaluate_bpd
+from glowflow.model import Glow
+from glowflow.objective import bits_per_dim, postprocess, preprocess
+from glowflow.viz import plot_learning_curve, save_grid
+
+RUN_FILES = ("config.json", "checkpoint.pt", "metrics.jsonl", "summary.json")
+
+
+class TrainError(RuntimeError):
+    """Training cannot go on; the message says why and what to do."""
+
+
+class Interrupted(Exception):
+    """Training was stopped by Ctrl-C after a checkpoint was saved."""
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        super().__init__(step, checkpoint)
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as ``config.json`` in the run folder."""
+
+    # data
+    dataset: str = "mnist-mini"
+    val_dataset: str | None = None
+    val_fraction: float = 0.05
+    image_size: int | None = None
+    pad: int | None = None
+    hflip: bool = False
+    on_bad_image: str = "skip"
+    # model (image shape and the number of classes come from the data)
+    levels: int = 3
+    depth: int = 8
+    hidden_channels: int = 128
+    coupling: str = "affine"
+    permutation: str = "lu"
+    learn_top: bool = True
+    y_condition: bool = False
+    y_weight: float = 0.01
+    n_bits: int = 8
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 200
+    grad_clip: float = 50.0
+    ema_decay: float = 0.999
+    batch_size: int = 32
+    init_batch_size: int = 512
+    # budget: training stops at whichever limit comes first
+    steps: int | None = None
+    epochs: float | None = None
+    max_time: float | None = None  # minutes of wall time
+    # run
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    log_every: int = 50
+    eval_every: int = 0  # steps; 0 = only at the end
+    sample_every: int = 0  # steps; 0 = only at the end
+    checkpoint_every: int = 500
+    eval_batch_size: int = 256
+    n_samples: int = 64
+    sample_temperature: float = 0.7
+    max_nan_steps: int = 20
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.optimizer in ("adam", "adamax"), "optimizer must be 'adam' or 'adamax'"),
+            (self.lr_schedule in ("constant", "cosine"), "lr_schedule: 'constant' or 'cosine'"),
+            (self.precision in ("fp32", "bf16"), "precision must be 'fp32' or 'bf16'"),
+            (self.on_bad_image in ("skip", "error"), "on_bad_image must be 'skip' or 'error'"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.init_batch_size >= 1, "init_batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
+            (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
+            (self.steps is None or self.steps >= 1, "steps must be >= 1"),
+            (self.epochs is None or self.epochs > 0, "epochs must be > 0"),
+            (self.max_time is None or self.max_time > 0, "max_time must be > 0 minutes"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}")
+        return cls(**d)
+
+
+#: Named training setups. ``cifar10`` etc. follow the paper and its code (Adamax, lr 1e-3,
+#: batch 64, warm-up over about 10 epochs); the model part matches :data:`glowflow.PRESETS`.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "cifar10": dict(
+        levels=3,
+        depth=32,
+        hidden_channels=512,
+        coupling="affine",
+        permutation="lu",
+        optimizer="adamax",
+        lr=1e-3,
+        batch_size=64,
+        warmup_steps=7800,
+        ema_decay=0.999,
+        hflip=False,
+        n_bits=8,
+    ),
+    "imagenet32": dict(
+        levels=3,
+        depth=48,
+        hidden_channels=512,
+        optimizer="adamax",
+        lr=1e-3,
+        batch_size=64,
+        warmup_steps=20000,
+        n_bits=8,
+    ),
+    "imagenet64": dict(
+        levels=4,
+        depth=48,
+        hidden_channels=512,
+        optimizer="adamax",
+        lr=1e-3,
+        batch_size=64,
+        warmup_steps=20000,
+        n_bits=8,
+    ),
+    "celeba-hq-256": dict(
+        levels=6,
+        depth=32,
+        hidden_channels=512,
+        coupling="additive",
+        optimizer="adamax",
+        lr=1e-3,
+        batch_size=64,
+        warmup_steps=5000,
+        n_bits=5,
+        image_size=256,
+    ),
+    "mnist": dict(
+        levels=3,
+        depth=32,
+        hidden_channels=512,
+        optimizer="adamax",
+        lr=1e-3,
+        batch_size=64,
+        warmup_steps=9000,
+        n_bits=8,
+    ),
+    "tiny": dict(levels=3, depth=4, hidden_channels=64),
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    return device
+
+
+def _step_generator(seed: int, step: int, stream: int) -> torch.Generator:
+    """A generator for one step's randomness, so a resumed run draws exactly the same noise."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7 + stream) % 2**63)
+
+
+class Trainer:
+    """Trains a Glow per a :class:`TrainConfig`, writing everything to ``run_dir``.
+
+    Args:
+        config: the run's settings.
+        run_dir: its folder. A folder that already holds a run is refused unless ``resume``
+            (continue it exactly: data order, optimiser state, step count) or ``overwrite``.
+        log: receives one-line human messages (the CLI prints them).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        resume: bool = False,
+        overwrite: bool = False,
+        log: Callable[[str], None] | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.cfg = config
+        self.run_dir = Path(run_dir)
+        self.log = log or (lambda message: None)
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self.resume = resume
+        self._check_run_dir(resume, overwrite)
+        self._load_data()
+        self._build()
+        self._start_run_dir(overwrite and not resume)
+
+    # ------------------------------------------------------------------ setup
+    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
+        d = self.run_dir
+        if d.exists() and not d.is_dir():
+            raise ValueError(f"run folder {d} is a file; choose another --out")
+        if resume:
+            if not (d / "checkpoint.pt").is_file():
+                raise ValueError(f"cannot resume: {d} has no checkpoint.pt; start a new run")
+        elif self._holds_run() and not overwrite:
+            raise ValueError(
+                f"run folder {d} already holds a run; pass --resume {d} to continue it "
+                f"or --overwrite to replace it"
+            )
+
+    def _holds_run(self) -> bool:
+        return self.run_dir.is_dir() and any((self.run_dir / f).exists() for f in RUN_FILES)
+
+    def _start_run_dir(self, overwrite: bool) -> None:
+        """Create the run folder and write config.json (clearing an old run only with
+        ``overwrite``, and only now that the new run has been set up without error)."""
+        d = self.run_dir
+        if overwrite and self._holds_run():
+            for f in RUN_FILES + ("learning_curve.png",):
+                (d / f).unlink(missing_ok=True)
+            shutil.rmtree(d / "samples", ignore_errors=True)
+            shutil.rmtree(d / "tensorboard", ignore_errors=True)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(
+            json.dumps(
+                {
+                    "train": self.cfg.to_dict(),
+                    "model": self.model.config.to_dict(),
+                    **self._data_info(),
+                },
+                indent=2,
+            )
+        )
+
+    def _load_data(self) -> None:
+        c = self.cfg
+        kw = dict(image_size=c.image_size, pad=c.pad, on_bad_image=c.on_bad_image)
+        data = load_dataset(c.dataset, **kw)
+        if c.val_dataset:
+            self.train_data, self.val_data = data, load_dataset(c.val_dataset, **kw)
+            if self.val_data.image_shape != data.image_shape:
+                raise ValueError(
+                    f"validation images are {self.val_data.image_shape}, training images "
+                    f"{data.image_shape}; pass --image-size to bring both to one size"
+                )
+        elif c.val_fraction > 0:
+            self.train_data, self.val_data = split_validation(data, c.val_fraction, c.seed)
+        else:
+            self.train_data, self.val_data = data, None
+        if len(self.train_data) < c.batch_size:
+            raise ValueError(
+                f"the training set has {len(self.train_data)} images, fewer than one batch of "
+                f"{c.batch_size}; lower --batch-size"
+            )
+        if c.y_condition and self.train_data.labels is None:
+            raise ValueError(f"--y-condition needs labels, and {c.dataset} has none")
+
+    def model_config(self) -> GlowConfig:
+        c = self.cfg
+        return GlowConfig(
+            image_shape=self.train_data.image_shape,
+            levels=c.levels,
+            depth=c.depth,
+            hidden_channels=c.hidden_channels,
+            coupling=c.coupling,
+            permutation=c.permutation,
+            learn_top=c.learn_top,
+            num_classes=self.train_data.num_classes if c.y_condition else None,
+            n_bits=c.n_bits,
+        )
+
+    def _build(self) -> None:
+        c = self.cfg
+        torch.manual_seed(c.seed)
+        state = None
+        if self.resume:
+            state = load_checkpoint(self.run_dir / "checkpoint.pt")
+            model_config = GlowConfig.from_dict(state["model_config"])
+            if model_config.image_shape != self.train_data.image_shape:
+                raise ValueError(
+                    f"the checkpoint's model takes images {model_config.image_shape}, the data "
+                    f"set gives {self.train_data.image_shape}; use the run's own data options"
+                )
+        else:
+            model_config = self.model_config()
+        self.model = Glow.from_config(model_config).to(self.device)
+        opt_cls = torch.optim.Adamax if c.optimizer == "adamax" else torch.optim.Adam
+        self.optimizer = opt_cls(self.model.parameters(), lr=c.lr)
+        self.ema = copy.deepcopy(self.model).eval() if c.ema_decay > 0 else None
+        self.step = 0
+        self.elapsed = 0.0
+        self.nan_skipped = 0
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            self.step = int(state["step"])
+            self.elapsed = float(state["elapsed"])
+            self.nan_skipped = int(state["nan_skipped"])
+
+    def _data_info(self) -> dict[str, Any]:
+        d = self.train_data
+        return {
+            "data": {
+                "train_images": len(d),
+                "val_images": len(self.val_data) if self.val_data is not None else 0,
+                "class_names": d.class_names,
+                "attr_names": d.attr_names,
+            }
+        }
+
+    # ------------------------------------------------------------------ schedule and data
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_data) // self.cfg.batch_size
+
+    def total_steps(self) -> int | None:
+        limits = []
+        if self.cfg.steps is not None:
+            limits.append(self.cfg.steps)
+        if self.cfg.epochs is not None:
+            limits.append(max(1, round(self.cfg.epochs * self.steps_per_epoch)))
+        return min(limits) if limits else None
+
+    def learning_rate(self, step: int, elapsed: float) -> float:
+        c = self.cfg
+        lr = c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps))
+        if c.lr_schedule == "cosine":
+            fractions = []
+            if self.total_steps() is not None:
+                fractions.append(step / self.total_steps())
+            if c.max_time is not None:
+                fractions.append(elapsed / (60 * c.max_time))
+            progress = min(1.0, max(fractions, default=0.0))
+            lr *= 0.5 * (1 + math.cos(math.pi * progress))
+        return lr
+
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """Image indices of ``step``'s batch: a fresh permutation per epoch, from the seed."""
+        epoch, k = divmod(step, self.steps_per_epoch)
+        if getattr(self, "_perm_epoch", None) != epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
+            self._perm = torch.randperm(len(self.train_data), generator=g)
+            self._perm_epoch = epoch
+        b = self.cfg.batch_size
+        return self._perm[k * b : (k + 1) * b]
+
+    def make_batch(
+        self, data: ImageData, idx: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images = data.images[idx]
+        if self.cfg.hflip:
+            flip = torch.rand(len(idx), generator=g) < 0.5
+            images = torch.where(flip[:, None, None, None], images.flip(3), images)
+        x = preprocess(images, self.model.config.n_bits, generator=g).to(self.device)
+        y = None
+        if self.model.config.num_classes is not None:
+            y = data.labels[idx].to(self.device)
+        return x, y
+
+    # ------------------------------------------------------------------ the loop
+    def initialize(self) -> None:
+        c = self.cfg
+        g = torch.Generator().manual_seed(c.seed + 12345)
+        n = min(c.init_batch_size, len(self.train_data))
+        idx = torch.randperm(len(self.train_data), generator=g)[:n]
+        x, y = self.make_batch(self.train_data, idx, g)
+        self.model.initialize(x, y)
+        if self.ema is not None:
+            self.ema.load_state_dict(self.model.state_dict())
+
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            ema_p = list(self.ema.parameters())
+            torch._foreach_lerp_(ema_p, list(self.model.parameters()), 1 - decay)
+            for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
+                b_ema.copy_(b)
+
+    def train_step(self, step: int) -> tuple[float, float, float]:
+        """One optimisation step; returns (loss, bpd, grad norm), NaN when it was skipped."""
+        c = self.cfg
+        g = _step_generator(c.seed, step, 0)
+        x, y = self.make_batch(self.train_data, self.batch_indices(step), g)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=c.precision == "bf16"):
+            logp, logits = self.model.log_prob_and_logits(x, y)
+        bpd = bits_per_dim(logp.float(), self.model.num_dims, self.model.config.n_bits).mean()
+        loss = bpd
+        if logits is not None and c.y_weight > 0:
+            loss = loss + c.y_weight * F.cross_entropy(logits.float(), y) / math.log(2)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return float("nan"), float("nan"), float("nan")
+        loss.backward()
+        max_norm = c.grad_clip if c.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return float("nan"), float("nan"), float("nan")
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step, self.elapsed)
+        self.optimizer.step()
+        return loss.item(), bpd.item(), grad_norm.item()
+
+    def run(self) -> dict[str, Any]:
+        """Train until the budget is spent; returns the summary also written to summary.json."""
+        c = self.cfg
+        if self.step == 0 and not self.model.is_initialized:
+            self.initialize()
+        metrics_path = self.run_dir / "metrics.jsonl"
+        self._trim_metrics(metrics_path)
+        writer = self._tensorboard()
+        total = self.total_steps()
+        if total is None and c.max_time is None:
+            raise ValueError("no training budget: give --steps, --epochs or --max-time")
+        bar = self._progress_bar(total)
+        start = time.perf_counter() - self.elapsed
+        window: list[tuple[float, float, float]] = []
+        window_t, consecutive_nan = time.perf_counter(), 0
+        self.model.train()
+        try:
+            while (total is None or self.step < total) and (
+                c.max_time is None or self.elapsed < 60 * c.max_time
+            ):
+                loss, bpd, gn = self.train_step(self.step)
+                if math.isnan(loss):
+                    self.nan_skipped += 1
+                    consecutive_nan += 1
+                    if consecutive_nan >= c.max_nan_steps:
+                        raise TrainError(
+                            f"the loss was NaN or inf for {consecutive_nan} steps in a row at "
+                            f"step {self.step}; lower --lr or raise --warmup-steps "
+                            f"(last good checkpoint kept)"
+                        )
+                else:
+                    consecutive_nan = 0
+                    self._update_ema()
+                    window.append((loss, bpd, gn))
+                self.step += 1
+                self.elapsed = time.perf_counter() - start
+                if bar is not None:
+                    bar.update(1)
+                    if not math.isnan(loss):
+                        bar.set_postfix(loss=f"{loss:.3f}", bpd=f"{bpd:.3f}", refresh=False)
+                if self.step % c.log_every == 0 and window:
+                    now = time.perf_counter()
+                    record = {
+                        "step": self.step,
+                        "time": round(self.elapsed, 2),
+                        "loss": sum(w[0] for w in window) / len(window),
+                        "bpd": sum(w[1] for w in window) / len(window),
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "grad_norm": sum(w[2] for w in window) / len(window),
+                        "images_per_s": len(window) * c.batch_size / max(now - window_t, 1e-9),
+                        "nan_skipped": self.nan_skipped,
+                    }
+                    self._write_metrics(metrics_path, record, writer)
+                    window, window_t = [], now
+                if c.eval_every and self.step % c.eval_every == 0:
+                    self._evaluate(metrics_path, writer)
+                if c.sample_every and self.step % c.sample_every == 0:
+                    self.save_samples()
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            saved = self.save()
+            raise Interrupted(
+                self.step, self.run_dir / "checkpoint.pt" if saved else None
+            ) from None
+        if bar is not None:
+            bar.close()
+        self.save()
+        val_bpd = self._evaluate(metrics_path, writer, final=True)
+        self.save_samples()
+        plot_learning_curve(metrics_path, self.run_dir / "learning_curve.png")
+        summary = {
+            "step": self.step,
+            "elapsed_s": round(self.elapsed, 1),
+            "val_bpd": val_bpd,
+            "nan_skipped": self.nan_skipped,
+            "run_dir": str(self.run_dir),
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if writer is not None:
+            writer.close()
+        return summary
+
+    # ------------------------------------------------------------------ outputs
+    def eval_model(self) -> Glow:
+        """The weights used for evaluation and samples: the EMA ones when kept."""
+        return self.ema if self.ema is not None else self.model
+
+    def _evaluate(self, metrics_path: Path, writer, final: bool = False) -> float | None:
+        if self.val_data is None:
+            return None
+        bar = None
+        if final and self.progress:
+            from tqdm.auto import tqdm
+
+            def bar(it, n):
+                return tqdm(it, total=n, desc="validation", leave=False)
+
+        bpd = evaluate_bpd(
+            self.eval_model(), self.val_data.images, self.val_data.labels,
+            batch_size=self.cfg.eval_batch_size, seed=self.cfg.seed, progress=bar,
+        )  # fmt: skip
+        self._write_metrics(metrics_path, {"step": self.step, "val_bpd": bpd}, writer)
+        self.log(f"step {self.step}: validation {bpd:.4f} bits/dim")
+        return bpd
+
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        c = self.cfg
+        model = self.eval_model()
+        g = torch.Generator(device=self.device).manual_seed(c.seed)
+        y = None
+        if model.config.num_classes is not None:
+            y = torch.arange(c.n_samples, device=self.device) % model.config.num_classes
+        x = model.sample(c.n_samples, y=y, temperature=c.sample_temperature, generator=g)
+        images = postprocess(x, model.config.n_bits)
+        nrow = max(1, int(math.sqrt(c.n_samples)))
+        return save_grid(images, self.run_dir / "samples" / f"step_{self.step:07d}.png", nrow)
+
+    def save(self) -> bool:
+        """Write checkpoint.pt atomically; refuses (returns False) if any weight is not finite."""
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            self.log("weights are not finite: checkpoint not written, the last one is kept")
+            return False
+        state = {
+            "model_config": self.model.config.to_dict(),
+            "train_config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "nan_skipped": self.nan_skipped,
+            **self._data_info(),
+        }
+        save_checkpoint(self.run_dir / "checkpoint.pt", state)
+        return True
+
+    def _write_metrics(self, path: Path, record: dict, writer) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for k, v in record.items():
+                if k != "step":
+                    writer.add_scalar(k, v, record["step"])
+
+    def _trim_metrics(self, path: Path) -> None:
+        """On resume, drop records written after the checkpoint (they will be redone)."""
+        if not path.exists():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    keep.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(k + "\n" for k in keep))
+        tmp.replace(path)
+
+    def _tensorboard(self):
+        if not self.cfg.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.log("TensorBoard logging skipped: install the 'tensorboard' package for it")
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _progress_bar(self, total: int | None):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)

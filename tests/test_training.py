@@ -1,0 +1,172 @@
+"""Training runs: the run folder, exact resume, NaN handling, Ctrl-C, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+import torch
+
+from glowflow.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from glowflow.training import Interrupted, TrainConfig, Trainer, TrainError
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory):
+    """128 real MNIST digits, centre-cropped to 16x16, with labels, as an npz data set."""
+    with resources.files("glowflow").joinpath("assets/mnist_mini.npz").open("rb") as f:
+        d = np.load(f)
+        x, y = d["x"][:128, 6:22, 6:22], d["y"][:128].astype(np.int64)
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def small_config(digits_npz, **kw) -> TrainConfig:
+    base = dict(
+        dataset=f"npz:{digits_npz}", levels=2, depth=1, hidden_channels=8, batch_size=16,
+        init_batch_size=32, val_fraction=0.25, steps=6, log_every=1, checkpoint_every=3,
+        n_samples=4, warmup_steps=2, device="cpu",
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def losses(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
+
+
+def test_run_folder_contents(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    summary = Trainer(small_config(digits_npz), tmp_path / "run").run()
+    run = tmp_path / "run"
+    for name in ("config.json", "checkpoint.pt", "metrics.jsonl", "summary.json",
+                 "learning_curve.png"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000006.png"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["image_shape"] == [1, 16, 16] and config["train"]["depth"] == 1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "loss" in r]
+    assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
+    assert set(train[0]) >= {"step", "loss", "bpd", "lr", "grad_norm", "images_per_s"}
+    assert records[-1]["val_bpd"] == summary["val_bpd"] and 0 < summary["val_bpd"] < 20
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 6 and state["ema"] is not None
+
+
+def test_resume_continues_exactly(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    Trainer(small_config(digits_npz, steps=10), tmp_path / "straight").run()
+    Trainer(small_config(digits_npz, steps=5), tmp_path / "split").run()
+    resumed = Trainer(small_config(digits_npz, steps=10), tmp_path / "split", resume=True)
+    assert resumed.step == 5
+    resumed.run()
+    straight, split = losses(tmp_path / "straight"), losses(tmp_path / "split")
+    assert sorted(split) == list(range(1, 11))
+    for step in range(6, 11):
+        assert split[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-6), step
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-6), k
+
+
+def test_existing_run_is_refused_and_left_intact(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    Trainer(small_config(digits_npz, steps=3), tmp_path / "run").run()
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run.*--resume.*--overwrite"):
+        Trainer(small_config(digits_npz), tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    Trainer(small_config(digits_npz, steps=2), tmp_path / "run", overwrite=True).run()
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
+
+
+def test_nan_loss_is_skipped_counted_and_stops_without_a_nan_checkpoint(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    trainer = Trainer(small_config(digits_npz, steps=40, max_nan_steps=5), tmp_path / "run")
+    real = trainer.model.log_prob_and_logits
+    calls = {"n": 0}
+
+    def sometimes_nan(x, y=None):
+        calls["n"] += 1
+        logp, logits = real(x, y)
+        if calls["n"] == 2 or calls["n"] > 4:  # one isolated NaN, then NaN for good
+            logp = logp * float("nan")
+        return logp, logits
+
+    trainer.model.log_prob_and_logits = sometimes_nan
+    with pytest.raises(TrainError, match="NaN or inf for 5 steps in a row"):
+        trainer.run()
+    # skipped steps leave the weights alone, so the step-6 checkpoint is still a good one
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    assert state["step"] == 6 and state["nan_skipped"] == 4  # steps 0, 3, 4, 5 (call 1 is init)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert trainer.nan_skipped == 6
+    # weights that did go bad are never written over the last good checkpoint
+    before = path.read_bytes()
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    assert trainer.save() is False
+    assert path.read_bytes() == before
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    trainer = Trainer(small_config(digits_npz, steps=8, checkpoint_every=0), tmp_path / "run")
+    real = trainer.train_step
+
+    def interrupt_at_4(step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(step)
+
+    trainer.train_step = interrupt_at_4
+    with pytest.raises(Interrupted) as info:
+        trainer.run()
+    assert info.value.step == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
+    resumed = Trainer(small_config(digits_npz, steps=8), tmp_path / "run", resume=True)
+    assert resumed.run()["step"] == 8
+
+
+def test_class_conditional_training(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    Trainer(small_config(digits_npz, y_condition=True, steps=3), tmp_path / "run").run()
+    model, state = model_from_checkpoint(tmp_path / "run")
+    assert model.config.num_classes == 10
+    assert model.classifier is not None and state["train_config"]["y_condition"]
+
+
+def test_bad_training_setups(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    with pytest.raises(ValueError, match=r"not divisible by 2\*\*levels = 32"):
+        Trainer(small_config(digits_npz, levels=5), tmp_path / "a")
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        Trainer(small_config(digits_npz, batch_size=1000), tmp_path / "b")
+    with pytest.raises(ValueError, match="no checkpoint.pt"):
+        Trainer(small_config(digits_npz), tmp_path / "c", resume=True)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        small_config(digits_npz, optimizer="sgd")
+
+
+def test_checkpoint_loading_never_runs_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "checkpoint.pt"
+    torch.save({"format": "glowflow-checkpoint", "evil": Evil()}, bad)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(bad)
+    assert not marker.exists()
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "garbage.pt")
