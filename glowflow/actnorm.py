@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from glowflow.precision import full_precision
+
 
 class ActNorm(nn.Module):
     """Per-channel scale and bias, ``z = (x + b) * exp(s)``.
@@ -60,11 +62,13 @@ class ActNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._needs_init():
             self._initialize(x)
-        z = (x + self.bias) * torch.exp(self.logs)
-        logdet = x.shape[2] * x.shape[3] * self.logs.sum()
+        with full_precision(x):
+            z = (x + self.bias) * torch.exp(self.logs)
+            logdet = x.shape[2] * x.shape[3] * self.logs.sum()
         return z, logdet.expand(x.shape[0])
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = z * torch.exp(-self.logs) - self.bias
-        logdet = -z.shape[2] * z.shape[3] * self.logs.sum()
+        with full_precision(z):
+            x = z * torch.exp(-self.logs) - self.bias
+            logdet = -z.shape[2] * z.shape[3] * self.logs.sum()
         return x, logdet.expand(z.shape[0])

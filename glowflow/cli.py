@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from glowflow import __version__
 from glowflow.training import TrainError
 
@@ -79,6 +81,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true")  # fmt: skip
     opt("--y-weight", "weight of the classification loss (bits)", type=float)
     opt("--n-bits", "bits per colour channel", type=int)
+    opt("--memory-saving", "backprop by inversion: memory flat in depth, ~1/3 more compute",
+        action="store_true")  # fmt: skip
     opt("--optimizer", "optimiser", choices=["adam", "adamax"])
     opt("--lr", "peak learning rate", type=float)
     opt("--lr-schedule", "after warm-up: constant, or cosine decay over the budget",
@@ -86,7 +90,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     opt("--warmup-steps", "linear learning-rate warm-up", type=int)
     opt("--grad-clip", "clip the gradient norm (0: off)", type=float)
     opt("--ema-decay", "EMA of the weights for evaluation and samples (0: off)", type=float)
-    opt("--batch-size", "images per step (per process)", type=int)
+    opt("--batch-size", "images per step per process: under torchrun the global batch is "
+        "N times this", type=int)  # fmt: skip
     opt("--init-batch-size", "images for actnorm's data-dependent init", type=int)
     opt("--steps", "stop after this many steps", type=int)
     opt("--epochs", "stop after this many epochs", type=float)
@@ -123,6 +128,76 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_latent_parsers(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("sample", help="a PNG grid of samples", formatter_class=fmt)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
+    p.add_argument("--n", type=int, default=64, help="samples, seeds 0..n-1 (or --seeds)")
+    p.add_argument("--seeds", type=_int_list, help="e.g. 0-63 or 1,5,9: one generator each")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--temperatures", type=_float_list,
+                   help="one row per temperature, same seeds, e.g. 0,0.5,0.7,1")  # fmt: skip
+    p.add_argument("--label", help="class-conditional models: a class index, name, or 'all'")
+    p.add_argument("--nrow", type=int, help="images per row of the grid")
+    p.add_argument("--out", default="samples.png", help="PNG path (a .json lands beside it)")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("interpolate", help="latent interpolation between real images",
+                       formatter_class=fmt)  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
+    p.add_argument("--dataset", metavar="SPEC", help="where --pairs index into")
+    p.add_argument("--pairs", nargs="+", type=_pair, help="index pairs, e.g. 3,17 5,9")
+    p.add_argument("--images", nargs="+", help="image files, taken two by two")
+    p.add_argument("--steps", type=int, default=8, help="images from one end to the other")
+    p.add_argument("--spherical", action="store_true", help="slerp instead of a straight line")
+    p.add_argument("--out", default="interpolation.png", help="PNG path (a .json beside it)")
+    _add_data_options(p)
+
+    p = sub.add_parser("manipulate", help="move real images along an attribute direction",
+                       formatter_class=fmt)  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
+    p.add_argument("--dataset", required=True, metavar="SPEC", help="a labelled data set")
+    p.add_argument("--attribute", help="e.g. Smiling, or class:3-vs-8 / class:3 for labels")
+    p.add_argument("--list-attributes", action="store_true", help="list the choices and exit")
+    p.add_argument("--images", type=_int_list, default=[0, 1, 2, 3], help="indices, e.g. 0,4,8")
+    p.add_argument("--alphas", type=_float_list, default=[-1.0, -0.5, 0.0, 0.5, 1.0])
+    p.add_argument("--max-images", type=int, help="use at most N images for the direction")
+    p.add_argument("--out", default="manipulation.png", help="PNG path (a .json beside it)")
+    _add_data_options(p)
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image-size", type=int, help="resize the data set's images")
+    p.add_argument("--pad", type=int, help="zero-pad the data set's images (MNIST kinds: 2)")
+    p.add_argument("--device", default="auto")
+
+
+def _int_list(text: str) -> list[int]:
+    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out.extend(range(int(lo), int(hi) + 1) if sep and lo else [int(part)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 0-63 or 1,5,9") from None
+    return out
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like -1,-0.5,0,0.5,1") from None
+
+
+def _pair(text: str) -> tuple[int, int]:
+    values = _int_list(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pair of indices like 3,17")
+    return values[0], values[1]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glowflow", description="Glow normalizing flows: train, evaluate, sample."
@@ -131,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train_parser(sub)
     _add_eval_parser(sub)
+    _add_latent_parsers(sub)
     return parser
 
 
@@ -170,8 +246,19 @@ def _default_run_dir(dataset: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from glowflow import distributed
     from glowflow.training import Interrupted, Trainer
 
+    if distributed.launched_by_torchrun() and not (args.out or args.resume):
+        raise UsageError("under torchrun give --out RUN_DIR, the one folder all processes share")
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if restarts and args.out and not args.resume:
+        # torchrun restarted the job after a process died: continue from the last checkpoint
+        if (Path(args.out) / "checkpoint.pt").is_file():
+            _info(f"elastic restart {restarts}: resuming {args.out} from its last checkpoint")
+            args.resume, args.out, args.overwrite = args.out, None, False
+        else:
+            args.overwrite = True  # it died before its first checkpoint: start again
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").is_file():
@@ -187,9 +274,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, log=_info,
         progress=not args.no_progress,
     )  # fmt: skip
+    world = trainer.dist.world_size
     _info(
         f"training {trainer.model.config.image_shape} images from {cfg.dataset} "
         f"({len(trainer.train_data)} train) in {run_dir}"
+        + (f" on {world} processes, global batch {trainer.global_batch}" if world > 1 else "")
     )
     try:
         summary = trainer.run()
@@ -237,20 +326,288 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_result(out: str, images: torch.Tensor, nrow: int, record: dict) -> None:
+    from glowflow.viz import save_grid
+
+    png = save_grid(images, out, nrow)
+    png.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    _info(f"wrote {png} and {png.with_suffix('.json')}")
+
+
+def _load_model(args: argparse.Namespace):
+    from glowflow.checkpoint import model_from_checkpoint
+    from glowflow.training import resolve_device
+
+    return model_from_checkpoint(args.checkpoint, resolve_device(args.device))
+
+
+def _resolve_label(text: str, model, class_names: list[str] | None) -> list[int]:
+    k = model.config.num_classes
+    if k is None:
+        raise UsageError("this checkpoint's model is not class-conditional; drop --label")
+    names = class_names or [str(i) for i in range(k)]
+    if text == "all":
+        return list(range(k))
+    if text in names:
+        return [names.index(text)]
+    if text.isdigit() and int(text) < k:
+        return [int(text)]
+    raise UsageError(f"unknown label {text!r}; choose one of {', '.join(names)} or all")
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from glowflow.latents import sample_images
+
+    model, state = _load_model(args)
+    seeds = args.seeds if args.seeds is not None else list(range(args.n))
+    temps = args.temperatures or [args.temperature]
+    k = model.config.num_classes
+    labels_per_row: list[int | None] = [None]
+    if args.label is not None:
+        labels_per_row = _resolve_label(args.label, model, state.get("data", {}).get("class_names"))
+    elif k is not None:
+        labels_per_row = list(range(k))
+    if len(temps) > 1 and len(labels_per_row) > 1:
+        raise UsageError("give one label (--label K) with --temperatures: rows are temperatures")
+    rows = []
+    for t in temps:
+        for label in labels_per_row:
+            y = None if label is None else torch.full((len(seeds),), label, dtype=torch.long)
+            rows.append(sample_images(model, seeds, t, y))
+    images = torch.cat(rows)
+    one_row_each = len(rows) > 1
+    nrow = args.nrow or (len(seeds) if one_row_each else max(1, int(len(seeds) ** 0.5)))
+    record = {
+        "checkpoint": str(args.checkpoint), "seeds": seeds, "temperatures": temps,
+        "labels": labels_per_row, "rows": "temperature x label" if one_row_each else "grid",
+    }  # fmt: skip
+    _write_result(args.out, images, nrow, record)
+    return 0
+
+
+def _load_data_for(args: argparse.Namespace, model):
+    from glowflow.datasets import load_dataset
+
+    data = load_dataset(args.dataset, image_size=args.image_size, pad=args.pad)
+    if data.image_shape != model.config.image_shape:
+        raise UsageError(
+            f"the model takes images {model.config.image_shape}, {args.dataset} gives "
+            f"{data.image_shape}; match them with --image-size or --pad"
+        )
+    return data
+
+
+def _check_indices(indices: list[int], n: int, what: str) -> None:
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise UsageError(f"{what} index {bad[0]} is out of range; the data set has 0..{n - 1}")
+
+
+def _read_image_files(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = shape
+    out = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.LANCZOS)
+                arr = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+        except (OSError, UnidentifiedImageError) as e:
+            raise UsageError(f"cannot read image {path}: {e}") from None
+        out.append(arr.reshape(h, w, c).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from glowflow.latents import interpolate_images
+
+    model, _ = _load_model(args)
+    labels = None
+    if args.images:
+        if args.pairs or len(args.images) % 2:
+            raise UsageError("give an even number of --images (taken two by two), not --pairs")
+        if model.config.num_classes is not None:
+            raise UsageError("a class-conditional model needs labels: use --dataset and --pairs")
+        images = _read_image_files(args.images, model.config.image_shape)
+        first, second = images[0::2], images[1::2]
+        ends = [(a, b) for a, b in zip(args.images[0::2], args.images[1::2])]
+    else:
+        if not (args.dataset and args.pairs):
+            raise UsageError("give --dataset and --pairs (e.g. --pairs 3,17 5,9), or --images")
+        data = _load_data_for(args, model)
+        flat = [i for pair in args.pairs for i in pair]
+        _check_indices(flat, len(data), "--pairs")
+        a = torch.tensor([p[0] for p in args.pairs])
+        b = torch.tensor([p[1] for p in args.pairs])
+        first, second = data.images[a], data.images[b]
+        if model.config.num_classes is not None:
+            if data.labels is None:
+                raise UsageError(f"the model is class-conditional and {args.dataset} has no labels")
+            labels = (data.labels[a], data.labels[b])
+        ends = args.pairs
+    rows = interpolate_images(model, first, second, args.steps, args.spherical, labels)
+    grid = torch.cat([first[:, None], rows, second[:, None]], dim=1)  # real images at the ends
+    record = {
+        "checkpoint": str(args.checkpoint), "dataset": args.dataset, "pairs": ends,
+        "steps": args.steps, "spherical": args.spherical,
+        "columns": "real, then steps decoded from t=0 to t=1, then real",
+    }  # fmt: skip
+    _write_result(args.out, grid.flatten(0, 1), args.steps + 2, record)
+    return 0
+
+
+def _attribute_masks(data, name: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(positive, negative, description) for an attribute name or a class:A[-vs-B] spec."""
+    if name.startswith("class:"):
+        if data.labels is None:
+            raise UsageError(f"{data.name} has no class labels; use one of its attributes")
+        names = data.class_names or [str(i) for i in range(data.num_classes or 0)]
+
+        def cls(text: str) -> int:
+            if text in names:
+                return names.index(text)
+            if text.isdigit() and int(text) < len(names):
+                return int(text)
+            raise UsageError(f"unknown class {text!r}; choose one of {', '.join(names)}")
+
+        a, sep, b = name[len("class:") :].partition("-vs-")
+        positive = data.labels == cls(a)
+        negative = data.labels == cls(b) if sep else ~positive
+        return positive, negative, name
+    choices = [*(data.attr_names or []), "class:A-vs-B", "class:A"]
+    if data.attrs is None or name not in data.attr_names:
+        close = [n for n in data.attr_names or [] if n.lower() == name.lower()]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(
+            f"unknown attribute {name!r}{hint}; choose one of {', '.join(choices)}"
+            if data.attrs is not None or data.labels is not None
+            else f"{data.name} has no attributes or labels to manipulate"
+        )
+    positive = data.attrs[:, data.attr_names.index(name)]
+    return positive, ~positive, name
+
+
+def _list_attributes(data) -> str:
+    lines = []
+    for i, n in enumerate(data.attr_names or []):
+        lines.append(f"{n}\t{int(data.attrs[:, i].sum())} of {len(data)}")
+    if data.labels is not None:
+        names = data.class_names or [str(i) for i in range(data.num_classes)]
+        counts = torch.bincount(data.labels, minlength=len(names)).tolist()
+        lines += [f"class:{n}\t{c} of {len(data)}" for n, c in zip(names, counts)]
+        lines.append("class:A-vs-B\tany two classes")
+    return "\n".join(lines) or f"{data.name} has no attributes or labels"
+
+
+def _cached_direction(args, model, state, data, positive, negative):
+    """The attribute direction, computed once and kept in attributes.pt beside the checkpoint."""
+    from glowflow.checkpoint import save_checkpoint
+    from glowflow.latents import attribute_direction
+
+    ckpt = Path(args.checkpoint)
+    cache = (ckpt if ckpt.is_dir() else ckpt.parent) / "attributes.pt"
+    key = f"{args.dataset}|{args.image_size}|{args.pad}|{args.attribute}|{args.max_images}"
+    key += f"|step{state.get('step')}"
+    entries: dict = {}
+    if cache.is_file():
+        try:
+            entries = torch.load(cache, weights_only=True).get("entries", {})
+        except Exception:  # a damaged cache is recomputed, never trusted
+            entries = {}
+    if key in entries:
+        return entries[key]["direction"], entries[key]["info"], True
+    images, labels = data.images, data.labels
+    if args.max_images:
+        images, labels = (
+            images[: args.max_images],
+            None if labels is None else labels[: args.max_images],
+        )
+        positive, negative = positive[: args.max_images], negative[: args.max_images]
+    if model.config.num_classes is None:
+        labels = None
+    from tqdm.auto import tqdm
+
+    def bar(it, n):
+        return tqdm(it, total=n, desc="encoding", leave=False)
+
+    direction, info = attribute_direction(model, images, positive, negative, labels, progress=bar)
+    entries[key] = {"direction": direction.cpu(), "info": info}
+    save_checkpoint(cache, {"entries": entries})
+    return direction, info, False
+
+
+def cmd_manipulate(args: argparse.Namespace) -> int:
+    from glowflow.latents import manipulate_images
+
+    model, state = _load_model(args)
+    data = _load_data_for(args, model)
+    if args.list_attributes:
+        print(_list_attributes(data))
+        return 0
+    if not args.attribute:
+        raise UsageError("give --attribute (see --list-attributes for the choices)")
+    positive, negative, name = _attribute_masks(data, args.attribute)
+    n_pos, n_neg = int(positive.sum()), int(negative.sum())
+    if n_pos == 0 or n_neg == 0:
+        raise UsageError(
+            f"{name} has {n_pos} images with it and {n_neg} without in {args.dataset}; "
+            f"both must be non-zero: pick another attribute (see --list-attributes)"
+        )
+    _check_indices(args.images, len(data), "--images")
+    direction, info, cached = _cached_direction(args, model, state, data, positive, negative)
+    idx = torch.tensor(args.images)
+    labels = data.labels[idx] if model.config.num_classes is not None else None
+    rows = manipulate_images(model, data.images[idx], direction, args.alphas, labels)
+    record = {
+        "checkpoint": str(args.checkpoint), "dataset": args.dataset, "attribute": name,
+        "images": args.images, "alphas": args.alphas, "direction": info, "cached": cached,
+    }  # fmt: skip
+    if 0.0 in args.alphas:
+        recon = rows[:, args.alphas.index(0.0)].int()
+        record["reconstruction_max_grey_level_error"] = (
+            (recon - data.images[idx].int()).abs().max().item()
+        )
+    _write_result(args.out, rows.flatten(0, 1), len(args.alphas), record)
+    return 0
+
+
 def _info(message: str) -> None:
-    print(f"glowflow: {message}", file=sys.stderr, flush=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks
+        print(f"glowflow: {message}", file=sys.stderr, flush=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     _info(f"warning: {message}")
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "sample": cmd_sample,
+    "interpolate": cmd_interpolate,
+    "manipulate": cmd_manipulate,
+}
+
+
+# List options whose values may start with a minus sign ("--alphas -1,-0.5,0,0.5,1"), which
+# argparse would otherwise take for an option.
+SIGNED_LISTS = ("--alphas", "--temperatures")
+
+
+def _join_signed_lists(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in SIGNED_LISTS and token.startswith("-"):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_signed_lists(sys.argv[1:] if argv is None else argv))
     if not args.command:
         parser.print_help()
         return 2
@@ -263,6 +620,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"glowflow {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        from glowflow import distributed
+
+        distributed.teardown()
 
 
 if __name__ == "__main__":

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from glowflow.precision import full_precision
 
 
 def random_rotation(channels: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -15,6 +19,28 @@ def random_rotation(channels: int, generator: torch.Generator | None = None) -> 
     if torch.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return q
+
+
+def _cached_inverse(layer: nn.Module, weight: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``weight()^-1``, computed in float64 and cast back, cached on ``layer``.
+
+    Sampling and memory-saving backprop invert every 1x1 convolution for each batch; the
+    weights change only when the optimiser (or a state-dict load) writes them, which bumps
+    their version counters, so those counters key the cache. With autograd recording through
+    the weights the inverse is always recomputed, so gradients flow.
+    """
+    params = list(layer.parameters())
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        w = weight()
+        return torch.linalg.inv(w.double()).to(w.dtype)
+    key = (tuple(p._version for p in params), tuple(id(p) for p in params), params[0].dtype,
+           params[0].device)  # fmt: skip
+    cache = layer.__dict__.get("_inverse_cache")
+    if cache is None or cache[0] != key:
+        w = weight()
+        cache = (key, torch.linalg.inv(w.double()).to(w.dtype))
+        layer.__dict__["_inverse_cache"] = cache
+    return cache[1]
 
 
 class InvConv1x1(nn.Module):
@@ -33,14 +59,16 @@ class InvConv1x1(nn.Module):
         return torch.linalg.slogdet(self.weight.double())[1].to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = F.conv2d(x, self.weight[:, :, None, None])
-        logdet = x.shape[2] * x.shape[3] * self._logabsdet()
+        with full_precision(x):
+            z = F.conv2d(x, self.weight[:, :, None, None])
+            logdet = x.shape[2] * x.shape[3] * self._logabsdet()
         return z, logdet.expand(x.shape[0])
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w_inv = torch.linalg.inv(self.weight.double()).to(self.weight.dtype)
-        x = F.conv2d(z, w_inv[:, :, None, None])
-        logdet = -z.shape[2] * z.shape[3] * self._logabsdet()
+        with full_precision(z):
+            w_inv = _cached_inverse(self, lambda: self.weight)
+            x = F.conv2d(z, w_inv[:, :, None, None])
+            logdet = -z.shape[2] * z.shape[3] * self._logabsdet()
         return x, logdet.expand(z.shape[0])
 
 
@@ -74,14 +102,16 @@ class InvConv1x1LU(nn.Module):
         return self.perm @ lower @ upper
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = F.conv2d(x, self.weight()[:, :, None, None])
-        logdet = x.shape[2] * x.shape[3] * self.log_s.sum()
+        with full_precision(x):
+            z = F.conv2d(x, self.weight()[:, :, None, None])  # W assembled once per call
+            logdet = x.shape[2] * x.shape[3] * self.log_s.sum()
         return z, logdet.expand(x.shape[0])
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w_inv = torch.linalg.inv(self.weight().double()).to(self.log_s.dtype)
-        x = F.conv2d(z, w_inv[:, :, None, None])
-        logdet = -z.shape[2] * z.shape[3] * self.log_s.sum()
+        with full_precision(z):
+            w_inv = _cached_inverse(self, self.weight)
+            x = F.conv2d(z, w_inv[:, :, None, None])
+            logdet = -z.shape[2] * z.shape[3] * self.log_s.sum()
         return x, logdet.expand(z.shape[0])
 
 

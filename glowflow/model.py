@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from glowflow.actnorm import ActNorm
+from glowflow.backprop import invertible_sequence
 from glowflow.config import GlowConfig
 from glowflow.flowstep import FlowStep
 from glowflow.objective import bits_per_dim
@@ -30,13 +31,17 @@ class Level(nn.Module):
             for _ in range(config.depth)
         )
         self.split = SplitPrior(c) if split else None
+        self.memory_saving = config.memory_saving
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = squeeze2d(x)  # (B, 4C, H/2, W/2)
-        logdet = x.new_zeros(x.shape[0])
-        for step in self.steps:
-            x, ld = step(x)
-            logdet = logdet + ld
+        if self.memory_saving and torch.is_grad_enabled():
+            x, logdet = invertible_sequence(self.steps, x)
+        else:
+            logdet = x.new_zeros(x.shape[0])
+            for step in self.steps:
+                x, ld = step(x)
+                logdet = logdet + ld
         if self.split is not None:
             x, ld = self.split(x)
             logdet = logdet + ld
@@ -83,6 +88,7 @@ class Glow(nn.Module):
         learn_top: bool = True,
         num_classes: int | None = None,
         n_bits: int = 8,
+        memory_saving: bool = False,
     ) -> None:
         super().__init__()
         self.config = GlowConfig(
@@ -95,6 +101,7 @@ class Glow(nn.Module):
             learn_top=learn_top,
             num_classes=num_classes,
             n_bits=n_bits,
+            memory_saving=memory_saving,
         )
         c, h, w = self.config.image_shape
         self.levels = nn.ModuleList()

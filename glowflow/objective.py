@@ -37,15 +37,16 @@ def preprocess(
         images: uint8 tensor, any shape (usually ``(B, C, H, W)``).
         n_bits: keep this many high bits of each value.
         dequantize: add ``U(0, 1/2**n_bits)`` noise (training and likelihood evaluation);
-            without it the bin's lower edge is returned (reconstruction, encoding for edits).
+            without it each value is the centre of its bin (encoding real images for edits and
+            reconstructions: the farthest point from the bin's edges).
         generator: for the noise.
     """
     bins = 2**n_bits
     x = quantize(images, n_bits).to(dtype) / bins - 0.5
     if dequantize:
         noise = torch.rand(x.shape, generator=generator, dtype=dtype, device=x.device)
-        x = x + noise / bins
-    return x
+        return x + noise / bins
+    return x + 0.5 / bins
 
 
 def postprocess(x: torch.Tensor, n_bits: int = 8) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glowflow.coupling import ZeroConv2d
+from glowflow.precision import full_precision
 
 
 def standard_normal_logp(eps: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,8 @@ class SplitPrior(nn.Module):
         self.net = ZeroConv2d(self.keep, 2 * (channels - self.keep))
 
     def _stats(self, x_a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logs = self.net(x_a).to(x_a.dtype).chunk(2, dim=1)
+        with full_precision(x_a):
+            mean, logs = self.net(x_a).chunk(2, dim=1)
         return mean, logs
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,12 +84,13 @@ class TopPrior(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``mu, log sigma``, each ``(B, C, H, W)`` (broadcast over the batch if unlabelled)."""
         c, h, w = self.shape
-        stats = like.new_zeros(1, 2 * c, h, w)
-        if self.learn is not None:
-            stats = self.learn(stats).to(like.dtype)
-        if self.label_proj is not None and y is not None:
-            onehot = F.one_hot(y, self.num_classes).to(like.dtype)
-            stats = stats + self.label_proj(onehot).to(like.dtype)[:, :, None, None]
+        with full_precision(like):
+            stats = like.new_zeros(1, 2 * c, h, w)
+            if self.learn is not None:
+                stats = self.learn(stats)
+            if self.label_proj is not None and y is not None:
+                onehot = F.one_hot(y, self.num_classes).to(like.dtype)
+                stats = stats + self.label_proj(onehot)[:, :, None, None]
         stats = stats.expand(batch, -1, -1, -1)
         mean, logs = stats.chunk(2, dim=1)
         return mean, logs

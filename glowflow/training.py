@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from glowflow import distributed
 from glowflow.checkpoint import load_checkpoint, save_checkpoint
 from glowflow.config import GlowConfig
 from glowflow.datasets import ImageData, load_dataset, split_validation
@@ -61,6 +63,7 @@ class TrainConfig:
     y_condition: bool = False
     y_weight: float = 0.01
     n_bits: int = 8
+    memory_saving: bool = False
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -223,12 +226,14 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.log = log or (lambda message: None)
         self.progress = progress
-        self.device = resolve_device(config.device)
+        self.dist, self.device = distributed.setup(resolve_device(config.device))
         self.resume = resume
         self._check_run_dir(resume, overwrite)
         self._load_data()
         self._build()
-        self._start_run_dir(overwrite and not resume)
+        distributed.barrier(self.dist)  # every process has checked the folder before it changes
+        if self.dist.is_main:
+            self._start_run_dir(overwrite and not resume)
 
     # ------------------------------------------------------------------ setup
     def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
@@ -283,10 +288,10 @@ class Trainer:
             self.train_data, self.val_data = split_validation(data, c.val_fraction, c.seed)
         else:
             self.train_data, self.val_data = data, None
-        if len(self.train_data) < c.batch_size:
+        if len(self.train_data) < self.global_batch:
             raise ValueError(
                 f"the training set has {len(self.train_data)} images, fewer than one batch of "
-                f"{c.batch_size}; lower --batch-size"
+                f"{self.global_batch}; lower --batch-size"
             )
         if c.y_condition and self.train_data.labels is None:
             raise ValueError(f"--y-condition needs labels, and {c.dataset} has none")
@@ -303,6 +308,7 @@ class Trainer:
             learn_top=c.learn_top,
             num_classes=self.train_data.num_classes if c.y_condition else None,
             n_bits=c.n_bits,
+            memory_saving=c.memory_saving,
         )
 
     def _build(self) -> None:
@@ -320,6 +326,7 @@ class Trainer:
         else:
             model_config = self.model_config()
         self.model = Glow.from_config(model_config).to(self.device)
+        self.objective: nn.Module = _Objective(self.model)
         opt_cls = torch.optim.Adamax if c.optimizer == "adamax" else torch.optim.Adam
         self.optimizer = opt_cls(self.model.parameters(), lr=c.lr)
         self.ema = copy.deepcopy(self.model).eval() if c.ema_decay > 0 else None
@@ -348,8 +355,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ schedule and data
     @property
+    def global_batch(self) -> int:
+        """Images per step over all processes: ``batch_size`` is per process."""
+        return self.cfg.batch_size * self.dist.world_size
+
+    @property
     def steps_per_epoch(self) -> int:
-        return len(self.train_data) // self.cfg.batch_size
+        return len(self.train_data) // self.global_batch
 
     def total_steps(self) -> int | None:
         limits = []
@@ -373,36 +385,62 @@ class Trainer:
         return lr
 
     def batch_indices(self, step: int) -> torch.Tensor:
-        """Image indices of ``step``'s batch: a fresh permutation per epoch, from the seed."""
+        """Image indices of ``step``'s global batch: a fresh permutation per epoch, from the
+        seed (the same on every process)."""
         epoch, k = divmod(step, self.steps_per_epoch)
         if getattr(self, "_perm_epoch", None) != epoch:
             g = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
             self._perm = torch.randperm(len(self.train_data), generator=g)
             self._perm_epoch = epoch
-        b = self.cfg.batch_size
+        b = self.global_batch
         return self._perm[k * b : (k + 1) * b]
 
     def make_batch(
-        self, data: ImageData, idx: torch.Tensor, g: torch.Generator
+        self, data: ImageData, idx: torch.Tensor, g: torch.Generator, shard: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Model inputs (and labels) for the images ``idx``, with noise and flips from ``g``.
+
+        With ``shard``, the randomness is drawn for the whole global batch and this process
+        keeps its own slice, so N processes see exactly the inputs one process would.
+        """
         images = data.images[idx]
         if self.cfg.hflip:
             flip = torch.rand(len(idx), generator=g) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(3), images)
-        x = preprocess(images, self.model.config.n_bits, generator=g).to(self.device)
-        y = None
-        if self.model.config.num_classes is not None:
-            y = data.labels[idx].to(self.device)
-        return x, y
+        x = preprocess(images, self.model.config.n_bits, generator=g)
+        y = data.labels[idx] if self.model.config.num_classes is not None else None
+        if shard and self.dist.enabled:
+            part = slice(
+                self.dist.rank * self.cfg.batch_size, (self.dist.rank + 1) * self.cfg.batch_size
+            )
+            x, y = x[part], None if y is None else y[part]
+        return x.to(self.device), None if y is None else y.to(self.device)
 
     # ------------------------------------------------------------------ the loop
     def initialize(self) -> None:
+        """Actnorm's data-dependent init on a dedicated batch, the same on every process."""
         c = self.cfg
         g = torch.Generator().manual_seed(c.seed + 12345)
         n = min(c.init_batch_size, len(self.train_data))
         idx = torch.randperm(len(self.train_data), generator=g)[:n]
         x, y = self.make_batch(self.train_data, idx, g)
         self.model.initialize(x, y)
+        if self.ema is not None:
+            self.ema.load_state_dict(self.model.state_dict())
+
+    def _wrap_for_processes(self) -> None:
+        """Under torchrun: DistributedDataParallel, which also broadcasts rank 0's weights."""
+        if not self.dist.enabled:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        cfg = self.model.config
+        unused = cfg.num_classes is not None and self.cfg.y_weight == 0  # classifier idle
+        self.objective = DistributedDataParallel(
+            _Objective(self.model),
+            device_ids=[self.device] if self.device.type == "cuda" else None,
+            find_unused_parameters=unused,
+        )
         if self.ema is not None:
             self.ema.load_state_dict(self.model.state_dict())
 
@@ -420,15 +458,19 @@ class Trainer:
         """One optimisation step; returns (loss, bpd, grad norm), NaN when it was skipped."""
         c = self.cfg
         g = _step_generator(c.seed, step, 0)
-        x, y = self.make_batch(self.train_data, self.batch_indices(step), g)
+        x, y = self.make_batch(self.train_data, self.batch_indices(step), g, shard=True)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=c.precision == "bf16"):
-            logp, logits = self.model.log_prob_and_logits(x, y)
+            logp, logits = self.objective(x, y)
         bpd = bits_per_dim(logp.float(), self.model.num_dims, self.model.config.n_bits).mean()
         loss = bpd
         if logits is not None and c.y_weight > 0:
             loss = loss + c.y_weight * F.cross_entropy(logits.float(), y) / math.log(2)
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        # The mean over all processes, for the log and for one skip decision they all share
+        # (a process that skipped backward alone would leave the others waiting for it).
+        totals = distributed.all_reduce_sum(torch.stack([loss, bpd]).detach(), self.dist)
+        loss_all, bpd_all = (totals / self.dist.world_size).tolist()
+        if not math.isfinite(loss_all):
             return float("nan"), float("nan"), float("nan")
         loss.backward()
         max_norm = c.grad_clip if c.grad_clip > 0 else float("inf")
@@ -439,13 +481,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step, self.elapsed)
         self.optimizer.step()
-        return loss.item(), bpd.item(), grad_norm.item()
+        return loss_all, bpd_all, grad_norm.item()
 
     def run(self) -> dict[str, Any]:
         """Train until the budget is spent; returns the summary also written to summary.json."""
         c = self.cfg
         if self.step == 0 and not self.model.is_initialized:
             self.initialize()
+        self._wrap_for_processes()
         metrics_path = self.run_dir / "metrics.jsonl"
         self._trim_metrics(metrics_path)
         writer = self._tensorboard()
@@ -458,9 +501,7 @@ class Trainer:
         window_t, consecutive_nan = time.perf_counter(), 0
         self.model.train()
         try:
-            while (total is None or self.step < total) and (
-                c.max_time is None or self.elapsed < 60 * c.max_time
-            ):
+            while (total is None or self.step < total) and not self._out_of_time():
                 loss, bpd, gn = self.train_step(self.step)
                 if math.isnan(loss):
                     self.nan_skipped += 1
@@ -497,7 +538,7 @@ class Trainer:
                     window, window_t = [], now
                 if c.eval_every and self.step % c.eval_every == 0:
                     self._evaluate(metrics_path, writer)
-                if c.sample_every and self.step % c.sample_every == 0:
+                if c.sample_every and self.step % c.sample_every == 0 and self.dist.is_main:
                     self.save_samples()
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                     self.save()
@@ -512,8 +553,6 @@ class Trainer:
             bar.close()
         self.save()
         val_bpd = self._evaluate(metrics_path, writer, final=True)
-        self.save_samples()
-        plot_learning_curve(metrics_path, self.run_dir / "learning_curve.png")
         summary = {
             "step": self.step,
             "elapsed_s": round(self.elapsed, 1),
@@ -521,10 +560,19 @@ class Trainer:
             "nan_skipped": self.nan_skipped,
             "run_dir": str(self.run_dir),
         }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.dist.is_main:
+            self.save_samples()
+            plot_learning_curve(metrics_path, self.run_dir / "learning_curve.png")
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if writer is not None:
             writer.close()
         return summary
+
+    def _out_of_time(self) -> bool:
+        if self.cfg.max_time is None:
+            return False
+        late = self.elapsed >= 60 * self.cfg.max_time
+        return distributed.any_process(late, self.dist, self.device)  # all stop at one step
 
     # ------------------------------------------------------------------ outputs
     def eval_model(self) -> Glow:
@@ -535,7 +583,7 @@ class Trainer:
         if self.val_data is None:
             return None
         bar = None
-        if final and self.progress:
+        if final and self.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
             def bar(it, n):
@@ -544,6 +592,7 @@ class Trainer:
         bpd = evaluate_bpd(
             self.eval_model(), self.val_data.images, self.val_data.labels,
             batch_size=self.cfg.eval_batch_size, seed=self.cfg.seed, progress=bar,
+            dist_info=self.dist,
         )  # fmt: skip
         self._write_metrics(metrics_path, {"step": self.step, "val_bpd": bpd}, writer)
         self.log(f"step {self.step}: validation {bpd:.4f} bits/dim")
@@ -563,7 +612,10 @@ class Trainer:
         return save_grid(images, self.run_dir / "samples" / f"step_{self.step:07d}.png", nrow)
 
     def save(self) -> bool:
-        """Write checkpoint.pt atomically; refuses (returns False) if any weight is not finite."""
+        """Write checkpoint.pt atomically (rank 0 only); refuses (returns False) if any weight
+        is not finite, keeping the last good checkpoint."""
+        if not self.dist.is_main:
+            return True
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             self.log("weights are not finite: checkpoint not written, the last one is kept")
             return False
@@ -582,6 +634,8 @@ class Trainer:
         return True
 
     def _write_metrics(self, path: Path, record: dict, writer) -> None:
+        if not self.dist.is_main:
+            return
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if writer is not None:
@@ -591,7 +645,7 @@ class Trainer:
 
     def _trim_metrics(self, path: Path) -> None:
         """On resume, drop records written after the checkpoint (they will be redone)."""
-        if not path.exists():
+        if not self.dist.is_main or not path.exists():
             return
         keep = []
         for line in path.read_text().splitlines():
@@ -605,7 +659,7 @@ class Trainer:
         tmp.replace(path)
 
     def _tensorboard(self):
-        if not self.cfg.tensorboard:
+        if not self.cfg.tensorboard or not self.dist.is_main:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -615,8 +669,19 @@ class Trainer:
         return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def _progress_bar(self, total: int | None):
-        if not self.progress:
+        if not self.progress or not self.dist.is_main:
             return None
         from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+
+
+class _Objective(nn.Module):
+    """``(x, y) -> (log p(x | y), class logits)`` as a module's forward, for DDP to wrap."""
+
+    def __init__(self, model: Glow) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        return self.model.log_prob_and_logits(x, y)

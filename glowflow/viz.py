@@ -39,8 +39,10 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file (a torn last line is ignored)."""
-    records = []
+    """The records of a ``metrics.jsonl`` file (a torn last line is ignored; none if absent)."""
+    records: list[dict] = []
+    if not Path(path).exists():
+        return records
     with open(path) as f:
         for line in f:
             try:
@@ -72,7 +74,8 @@ def plot_learning_curve(metrics_path: str | Path, out: str | Path) -> Path:
         lo, hi = min(ys), max(ys)
         ax.set_ylim(lo - 0.05 * (hi - lo + 1e-3), hi + 0.05 * (hi - lo + 1e-3))
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train or val:
+        ax.legend()
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out)

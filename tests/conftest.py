@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +47,37 @@ def shared_npz(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not present (team data set)")
     return path
+
+
+def digits(n: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` real MNIST digits from the built-in set, centre-cropped to 16x16 (NHWC), labels."""
+    with resources.files("glowflow").joinpath("assets/mnist_mini.npz").open("rb") as f:
+        d = np.load(f)
+        return d["x"][:n, 6:22, 6:22], d["y"][:n].astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_npz(tmp_path_factory) -> Path:
+    """96 real digits at 16x16 with labels, as an npz data set."""
+    x, y = digits()
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``glowflow ARGS...`` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "glowflow", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )  # fmt: skip
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 2, no traceback, one error line that holds every fragment."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -3,57 +3,28 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from importlib import resources
 
-import numpy as np
 import pytest
-
-
-def glowflow(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "glowflow", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    with resources.files("glowflow").joinpath("assets/mnist_mini.npz").open("rb") as f:
-        d = np.load(f)
-        x, y = d["x"][:96, 6:22, 6:22], d["y"][:96].astype(np.int64)
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=x, y=y)
-    return path
-
+from conftest import assert_one_line_error as one_line_error
+from conftest import run_cli as glowflow
 
 SMALL = ["--levels", 2, "--depth", 1, "--hidden-channels", 8, "--batch-size", 16,
          "--init-batch-size", 32, "--log-every", 1, "--n-samples", 4]  # fmt: skip
 
 
-def one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def test_train_then_eval_smoke(digits, tmp_path):
+def test_train_then_eval_smoke(digits_npz, tmp_path):
     run = tmp_path / "run"
-    r = glowflow("train", "--dataset", f"npz:{digits}", "--steps", 4, "--out", run, *SMALL)
+    r = glowflow("train", "--dataset", f"npz:{digits_npz}", "--steps", 4, "--out", run, *SMALL)
     assert r.returncode == 0, r.stderr
     assert "bpd=" in r.stderr  # the progress bar shows the loss
     assert (run / "checkpoint.pt").is_file() and (run / "learning_curve.png").is_file()
-    r = glowflow("eval", "--checkpoint", run, "--dataset", f"npz:{digits}", "--json")
+    r = glowflow("eval", "--checkpoint", run, "--dataset", f"npz:{digits_npz}", "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["n"] == 96 and 0 < result["bpd"] < 20
     # a run folder that holds a run is refused, and left as it was
     before = (run / "checkpoint.pt").read_bytes()
-    r = glowflow("train", "--dataset", f"npz:{digits}", "--steps", 4, "--out", run, *SMALL)
+    r = glowflow("train", "--dataset", f"npz:{digits_npz}", "--steps", 4, "--out", run, *SMALL)
     one_line_error(r, "already holds a run", "--resume", "--overwrite")
     assert (run / "checkpoint.pt").read_bytes() == before
     # resume with a changed model option is refused; with a larger budget it continues

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 
-import numpy as np
 import pytest
 import torch
 
 from glowflow.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from glowflow.training import Interrupted, TrainConfig, Trainer, TrainError
-
-
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    """128 real MNIST digits, centre-cropped to 16x16, with labels, as an npz data set."""
-    with resources.files("glowflow").joinpath("assets/mnist_mini.npz").open("rb") as f:
-        d = np.load(f)
-        x, y = d["x"][:128, 6:22, 6:22], d["y"][:128].astype(np.int64)
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=x, y=y)
-    return path
 
 
 def small_config(digits_npz, **kw) -> TrainConfig:

@@ -1,0 +1,109 @@
+"""Multi-process training with ``torchrun``: process-group set-up and the few collectives used.
+
+Launched by ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous
+variables), the trainer joins a process group: NCCL when it trains on CUDA, gloo on the CPU.
+Outside ``torchrun`` everything here is a no-op for a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes the run folder."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def setup(device: torch.device) -> tuple[DistInfo, torch.device]:
+    """Join the process group if launched by torchrun; returns the info and the device to use.
+
+    On CUDA each process takes the GPU of its local rank (``cuda:LOCAL_RANK``).
+    """
+    if not launched_by_torchrun():
+        return DistInfo(), device
+    info = DistInfo(
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            store=_attempt_store(info),
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+    return info, device
+
+
+def _attempt_store(info: DistInfo) -> dist.Store:
+    """The rendezvous store, with keys private to this attempt of the job.
+
+    After an elastic restart the store still holds the dead attempt's addresses; a process
+    that read one would try to connect to a process that no longer exists. Prefixing every key
+    with the restart count keeps each attempt's keys apart.
+    """
+    from datetime import timedelta
+
+    # torchrun's agent hosts the store itself when it says so; otherwise rank 0 does
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    store = dist.TCPStore(
+        os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        int(os.environ["MASTER_PORT"]),
+        info.world_size,
+        is_master=info.is_main and not agent_hosts,
+        timeout=timedelta(minutes=10),
+    )
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"glowflow/attempt-{attempt}", store)
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The sum of ``t`` over all processes (``t`` itself when alone)."""
+    if info.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def any_process(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every process if ``flag`` is true on any: for decisions all must take together."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
