@@ -48,12 +48,10 @@ class _InvertibleSequence(torch.autograd.Function):
         return x, logdet
 
     @staticmethod
-    def backward(ctx, grad_z: torch.Tensor, grad_logdet: torch.Tensor | None):
+    def backward(ctx, grad_z: torch.Tensor, grad_logdet: torch.Tensor):
         (z,) = ctx.saved_tensors
         device_type = z.device.type
         enabled, dtype = ctx.autocast
-        if grad_logdet is None:
-            grad_logdet = z.new_zeros(z.shape[0])
         grads: dict[int, torch.Tensor] = {}
         for step in reversed(ctx.steps):
             with torch.no_grad(), torch.autocast(device_type, dtype, enabled=enabled):

@@ -20,24 +20,31 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then rename.
+def atomic_save(path: str | Path, obj: Any) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
 
     A crash or Ctrl-C while writing leaves the previous file at ``path`` intact.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, **state}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint (``state`` plus the format stamp) atomically, see :func:`atomic_save`."""
+    atomic_save(path, {"format": FORMAT, "version": VERSION, **state})
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

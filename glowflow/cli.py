@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from glowflow import __version__
+from glowflow.compare import CompareError
 from glowflow.training import TrainError
 
 # Options that may change when a run is resumed; every other one must match the run's config.
@@ -44,7 +45,6 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="train a Glow on images",
         description="Train a Glow. With no arguments: a small model on the built-in MNIST "
         "subset (mnist-mini), about 5 minutes on a 2-core CPU. " + describe_specs(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
 
     def opt(name: str, help: str, **kw: Any) -> None:
@@ -117,12 +117,10 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
     p.add_argument("--dataset", required=True, metavar="SPEC", help="mnist-mini or KIND:PATH")
-    p.add_argument("--image-size", type=int, default=None, help="resize images")
-    p.add_argument("--pad", type=int, default=None, help="zero-pad images (MNIST kinds: 2)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--seed", type=int, default=0, help="dequantisation noise seed")
-    p.add_argument("--device", default="auto")
+    _add_data_options(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")
     p.add_argument("--json", action="store_true", help='print {"bpd": ..., "n": ...}')
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -132,7 +130,7 @@ def _add_latent_parsers(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = sub.add_parser("sample", help="a PNG grid of samples", formatter_class=fmt)
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or a run folder")
-    p.add_argument("--n", type=int, default=64, help="samples, seeds 0..n-1 (or --seeds)")
+    p.add_argument("--n", type=_positive, default=64, help="samples, seeds 0..n-1 (or --seeds)")
     p.add_argument("--seeds", type=_int_list, help="e.g. 0-63 or 1,5,9: one generator each")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--temperatures", type=_float_list,
@@ -161,15 +159,46 @@ def _add_latent_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-attributes", action="store_true", help="list the choices and exit")
     p.add_argument("--images", type=_int_list, default=[0, 1, 2, 3], help="indices, e.g. 0,4,8")
     p.add_argument("--alphas", type=_float_list, default=[-1.0, -0.5, 0.0, 0.5, 1.0])
-    p.add_argument("--max-images", type=int, help="use at most N images for the direction")
+    p.add_argument("--max-images", type=_positive, help="use at most N images for the direction")
     p.add_argument("--out", default="manipulation.png", help="PNG path (a .json beside it)")
     _add_data_options(p)
+
+
+def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="the paper's permutation x coupling ablation, as curves",
+        description="Train every permutation x coupling with the same seed, data order and "
+        "budget (separate processes, --jobs at a time), then write OUT/curves.png and "
+        "OUT/results.json. Finished runs are kept, interrupted ones resumed: rerun the same "
+        "command to continue. Other options (e.g. --depth 8 --hidden-channels 64) go to "
+        "every glowflow train.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", required=True, metavar="SPEC")
+    p.add_argument("--permutations", default="reverse,shuffle,lu")
+    p.add_argument("--couplings", default="additive,affine")
+    p.add_argument("--max-time", type=float, help="minutes per run")
+    p.add_argument("--steps", type=int, help="steps per run")
+    p.add_argument("--eval-every", type=int, default=200, help="steps between validations")
+    p.add_argument("--jobs", type=_positive, default=2, help="runs at a time")
+    p.add_argument("--out", required=True, help="folder for the runs, figure and JSON")
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help="resize the data set's images")
     p.add_argument("--pad", type=int, help="zero-pad the data set's images (MNIST kinds: 2)")
     p.add_argument("--device", default="auto")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def _int_list(text: str) -> list[int]:
@@ -207,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_eval_parser(sub)
     _add_latent_parsers(sub)
+    _add_compare_parser(sub)
     return parser
 
 
@@ -231,8 +261,10 @@ def resolve_train_config(args: argparse.Namespace):
     if args.preset:
         values.update(TRAIN_PRESETS[args.preset])
     values.update(given)
-    # The default run (no budget given) is the 5-minute CPU job on mnist-mini.
-    if values["steps"] is None and values["epochs"] is None and values["max_time"] is None:
+    # The default run (no budget given) is the 5-minute CPU job on mnist-mini; any other run
+    # states its budget.
+    no_budget = values["steps"] is None and values["epochs"] is None and values["max_time"] is None
+    if no_budget and values["dataset"] == "mnist-mini" and not args.preset:
         values["max_time"] = DEFAULT_MAX_TIME
     return TrainConfig.from_dict(values)
 
@@ -245,6 +277,15 @@ def _default_run_dir(dataset: str) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug.strip('-')[:40]}"
 
 
+def _started_by_this_job(run_dir: Path) -> bool:
+    """Whether ``run_dir`` was created by this torchrun job (not a run that was there before)."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return saved.get("torchelastic_run_id") == os.environ.get("TORCHELASTIC_RUN_ID")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from glowflow import distributed
     from glowflow.training import Interrupted, Trainer
@@ -252,11 +293,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if distributed.launched_by_torchrun() and not (args.out or args.resume):
         raise UsageError("under torchrun give --out RUN_DIR, the one folder all processes share")
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    if restarts and args.out and not args.resume:
+    if restarts and args.out and not args.resume and _started_by_this_job(Path(args.out)):
         # torchrun restarted the job after a process died: continue from the last checkpoint
         if (Path(args.out) / "checkpoint.pt").is_file():
             _info(f"elastic restart {restarts}: resuming {args.out} from its last checkpoint")
-            args.resume, args.out, args.overwrite = args.out, None, False
+            args.resume, args.out, args.overwrite, args.preset = args.out, None, False, None
         else:
             args.overwrite = True  # it died before its first checkpoint: start again
     if args.resume:
@@ -360,6 +401,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     model, state = _load_model(args)
     seeds = args.seeds if args.seeds is not None else list(range(args.n))
+    if not seeds:
+        raise UsageError("--seeds names no seed; write a range like 0-63 or a list like 1,5,9")
     temps = args.temperatures or [args.temperature]
     k = model.config.num_classes
     labels_per_row: list[int | None] = [None]
@@ -413,7 +456,7 @@ def _read_image_files(paths: list[str], shape: tuple[int, int, int]) -> torch.Te
             with Image.open(path) as im:
                 im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.LANCZOS)
                 arr = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-        except (OSError, UnidentifiedImageError) as e:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             raise UsageError(f"cannot read image {path}: {e}") from None
         out.append(arr.reshape(h, w, c).permute(2, 0, 1))
     return torch.stack(out)
@@ -502,13 +545,18 @@ def _list_attributes(data) -> str:
 
 def _cached_direction(args, model, state, data, positive, negative):
     """The attribute direction, computed once and kept in attributes.pt beside the checkpoint."""
-    from glowflow.checkpoint import save_checkpoint
+    from glowflow.checkpoint import atomic_save
     from glowflow.latents import attribute_direction
 
     ckpt = Path(args.checkpoint)
-    cache = (ckpt if ckpt.is_dir() else ckpt.parent) / "attributes.pt"
-    key = f"{args.dataset}|{args.image_size}|{args.pad}|{args.attribute}|{args.max_images}"
-    key += f"|step{state.get('step')}"
+    ckpt_file = ckpt / "checkpoint.pt" if ckpt.is_dir() else ckpt
+    cache = ckpt_file.parent / "attributes.pt"
+    # the key names the exact checkpoint file and data, so a retrained model never reuses it
+    st = ckpt_file.stat()
+    kind, _, path = args.dataset.partition(":")
+    data_id = f"{kind}:{Path(path).resolve()}" if path else kind
+    key = f"{ckpt_file.name}|{st.st_size}|{st.st_mtime_ns}|step{state.get('step')}|{data_id}"
+    key += f"|{args.image_size}|{args.pad}|{args.attribute}|{args.max_images}"
     entries: dict = {}
     if cache.is_file():
         try:
@@ -533,7 +581,7 @@ def _cached_direction(args, model, state, data, positive, negative):
 
     direction, info = attribute_direction(model, images, positive, negative, labels, progress=bar)
     entries[key] = {"direction": direction.cpu(), "info": info}
-    save_checkpoint(cache, {"entries": entries})
+    atomic_save(cache, {"entries": entries})
     return direction, info, False
 
 
@@ -564,11 +612,43 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
         "images": args.images, "alphas": args.alphas, "direction": info, "cached": cached,
     }  # fmt: skip
     if 0.0 in args.alphas:
+        from glowflow.objective import postprocess, preprocess
+
+        n_bits = model.config.n_bits  # compare with the input as the model sees it
+        seen = postprocess(preprocess(data.images[idx], n_bits, dequantize=False), n_bits)
         recon = rows[:, args.alphas.index(0.0)].int()
-        record["reconstruction_max_grey_level_error"] = (
-            (recon - data.images[idx].int()).abs().max().item()
-        )
+        record["reconstruction_max_grey_level_error"] = (recon - seen.int()).abs().max().item()
     _write_result(args.out, rows.flatten(0, 1), len(args.alphas), record)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
+    from glowflow.compare import run_comparison
+    from glowflow.flowstep import COUPLINGS, PERMUTATIONS
+
+    perms = [p.strip() for p in args.permutations.split(",")]
+    coups = [c.strip() for c in args.couplings.split(",")]
+    for value, allowed, what in (
+        (perms, PERMUTATIONS, "permutation"),
+        (coups, COUPLINGS, "coupling"),
+    ):
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise UsageError(f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
+    if args.max_time is None and args.steps is None:
+        raise UsageError("give each run a budget: --max-time MINUTES or --steps N")
+    if any(flag in extra for flag in ("--permutation", "--coupling", "--out", "--resume")):
+        raise UsageError("--permutation, --coupling, --out and --resume are set per run by compare")
+    train_args = ["--dataset", args.dataset, "--eval-every", str(args.eval_every), *extra]
+    if args.max_time is not None:
+        train_args += ["--max-time", str(args.max_time)]
+    if args.steps is not None:
+        train_args += ["--steps", str(args.steps)]
+    results = run_comparison(args.out, perms, coups, train_args, args.jobs, log=_info)
+    for c, order in results["ordering"].items():
+        finals = ", ".join(f"{p} {results['final_val_bpd'][f'{c}-{p}']:.4f}" for p in order)
+        _info(f"{c}: {finals} bits/dim (best first)")
+    _info(f"wrote {Path(args.out) / 'curves.png'} and {Path(args.out) / 'results.json'}")
     return 0
 
 
@@ -607,14 +687,22 @@ def _join_signed_lists(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_join_signed_lists(sys.argv[1:] if argv is None else argv))
+    argv = _join_signed_lists(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:  # compare passes the options it does not know on to train
+        args, extra = parser.parse_known_args(argv)
+    else:
+        args, extra = parser.parse_args(argv), []
     if not args.command:
         parser.print_help()
         return 2
     warnings.showwarning = _show_warning
     try:
+        if args.command == "compare":
+            return cmd_compare(args, extra)
         return COMMANDS[args.command](args)
-    except (ValueError, OSError, TrainError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not isinstance(e, (TrainError, CompareError)):
+            raise
         if os.environ.get("GLOWFLOW_DEBUG"):
             raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

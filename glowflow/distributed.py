@@ -95,13 +95,13 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
-def any_process(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True on every process if ``flag`` is true on any: for decisions all must take together."""
+def all_max(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    """The element-wise maximum of ``values`` over all processes (``values`` when alone)."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return t.tolist()
 
 
 def barrier(info: DistInfo) -> None:

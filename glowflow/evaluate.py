@@ -6,6 +6,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from glowflow import seeding
 from glowflow.distributed import DistInfo, all_reduce_sum
 from glowflow.model import Glow
 from glowflow.objective import preprocess
@@ -24,7 +25,7 @@ def evaluate_bpd(
 ) -> float:
     """Mean bits/dim of uint8 ``images (N, C, H, W)``, averaged over every image.
 
-    Batch ``k`` draws its dequantisation noise from a generator seeded with ``(seed, k)``, so
+    Batch ``k`` draws its dequantisation noise from its own generator (``seed``, ``k``), so
     the figure is reproducible and does not depend on how the batches are shared out: under
     ``torchrun`` (``dist_info``) each process takes every ``world_size``-th batch and the sums
     are reduced, giving the single-process value. ``labels`` are used only by
@@ -41,7 +42,7 @@ def evaluate_bpd(
     it = progress(batches, len(batches)) if progress else batches
     total = torch.zeros((), dtype=torch.float64, device=device)
     for k, s in it:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + k)
+        g = seeding.generator(seed, k, seeding.EVAL)
         x = preprocess(images[s : s + batch_size], n_bits, generator=g, dtype=dtype).to(device)
         y = None
         if labels is not None and model.config.num_classes is not None:

@@ -6,7 +6,10 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glowflow import distributed
-from glowflow.checkpoint import load_checkpoint, save_checkpoint
-from glowflow.config import GlowConfig
+from glowflow import distributed, seeding
+from glowflow.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from glowflow.config import PRESETS, GlowConfig
 from glowflow.datasets import ImageData, load_dataset, split_validation
 from glowflow.evaluate import evaluate_bpd
 from glowflow.model import Glow
@@ -105,6 +108,16 @@ class TrainConfig:
             (self.steps is None or self.steps >= 1, "steps must be >= 1"),
             (self.epochs is None or self.epochs > 0, "epochs must be > 0"),
             (self.max_time is None or self.max_time > 0, "max_time must be > 0 minutes"),
+            (self.log_every >= 1, "log_every must be >= 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.n_samples >= 1, "n_samples must be >= 1"),
+            (self.max_nan_steps >= 1, "max_nan_steps must be >= 1"),
+            (
+                min(self.eval_every, self.sample_every, self.checkpoint_every) >= 0,
+                "eval_every, sample_every and checkpoint_every must be >= 0 (0: off)",
+            ),
+            (self.grad_clip >= 0, "grad_clip must be >= 0 (0: off)"),
+            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -124,65 +137,25 @@ class TrainConfig:
 
 #: Named training setups. ``cifar10`` etc. follow the paper and its code (Adamax, lr 1e-3,
 #: batch 64, warm-up over about 10 epochs); the model part matches :data:`glowflow.PRESETS`.
+def _model_part(name: str) -> dict[str, Any]:
+    """The training options that :data:`glowflow.PRESETS` ``name`` fixes."""
+    m = PRESETS[name]
+    return dict(
+        levels=m.levels, depth=m.depth, hidden_channels=m.hidden_channels, coupling=m.coupling,
+        permutation=m.permutation, learn_top=m.learn_top, n_bits=m.n_bits,
+    )  # fmt: skip
+
+
+_PAPER = dict(optimizer="adamax", lr=1e-3, batch_size=64, ema_decay=0.999)
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "cifar10": dict(
-        levels=3,
-        depth=32,
-        hidden_channels=512,
-        coupling="affine",
-        permutation="lu",
-        optimizer="adamax",
-        lr=1e-3,
-        batch_size=64,
-        warmup_steps=7800,
-        ema_decay=0.999,
-        hflip=False,
-        n_bits=8,
-    ),
-    "imagenet32": dict(
-        levels=3,
-        depth=48,
-        hidden_channels=512,
-        optimizer="adamax",
-        lr=1e-3,
-        batch_size=64,
-        warmup_steps=20000,
-        n_bits=8,
-    ),
-    "imagenet64": dict(
-        levels=4,
-        depth=48,
-        hidden_channels=512,
-        optimizer="adamax",
-        lr=1e-3,
-        batch_size=64,
-        warmup_steps=20000,
-        n_bits=8,
-    ),
-    "celeba-hq-256": dict(
-        levels=6,
-        depth=32,
-        hidden_channels=512,
-        coupling="additive",
-        optimizer="adamax",
-        lr=1e-3,
-        batch_size=64,
-        warmup_steps=5000,
-        n_bits=5,
-        image_size=256,
-    ),
-    "mnist": dict(
-        levels=3,
-        depth=32,
-        hidden_channels=512,
-        optimizer="adamax",
-        lr=1e-3,
-        batch_size=64,
-        warmup_steps=9000,
-        n_bits=8,
-    ),
-    "tiny": dict(levels=3, depth=4, hidden_channels=64),
-}
+    "cifar10": {**_model_part("cifar10"), **_PAPER, "warmup_steps": 7800},
+    "imagenet32": {**_model_part("imagenet32"), **_PAPER, "warmup_steps": 20000},
+    "imagenet64": {**_model_part("imagenet64"), **_PAPER, "warmup_steps": 20000},
+    "celeba-hq-256": {**_model_part("celeba-hq-256"), **_PAPER, "warmup_steps": 5000,
+                      "image_size": 256},
+    "mnist": {**_model_part("mnist"), **_PAPER, "warmup_steps": 9000},
+    "tiny": _model_part("tiny"),
+}  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,12 +167,11 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     return device
-
-
-def _step_generator(seed: int, step: int, stream: int) -> torch.Generator:
-    """A generator for one step's randomness, so a resumed run draws exactly the same noise."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7 + stream) % 2**63)
 
 
 class Trainer:
@@ -228,6 +200,8 @@ class Trainer:
         self.progress = progress
         self.dist, self.device = distributed.setup(resolve_device(config.device))
         self.resume = resume
+        if config.steps is None and config.epochs is None and config.max_time is None:
+            raise ValueError("no training budget: give --steps, --epochs or --max-time")
         self._check_run_dir(resume, overwrite)
         self._load_data()
         self._build()
@@ -257,26 +231,27 @@ class Trainer:
         ``overwrite``, and only now that the new run has been set up without error)."""
         d = self.run_dir
         if overwrite and self._holds_run():
-            for f in RUN_FILES + ("learning_curve.png",):
+            for f in RUN_FILES + ("learning_curve.png", "attributes.pt"):
                 (d / f).unlink(missing_ok=True)
             shutil.rmtree(d / "samples", ignore_errors=True)
             shutil.rmtree(d / "tensorboard", ignore_errors=True)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "config.json").write_text(
-            json.dumps(
-                {
-                    "train": self.cfg.to_dict(),
-                    "model": self.model.config.to_dict(),
-                    **self._data_info(),
-                },
-                indent=2,
-            )
-        )
+        record = {
+            "train": self.cfg.to_dict(),
+            "model": self.model.config.to_dict(),
+            **self._data_info(),
+            # lets an elastic restart tell its own run from one that was already here
+            "torchelastic_run_id": os.environ.get("TORCHELASTIC_RUN_ID"),
+        }
+        tmp = d / "config.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(d / "config.json")
 
     def _load_data(self) -> None:
         c = self.cfg
         kw = dict(image_size=c.image_size, pad=c.pad, on_bad_image=c.on_bad_image)
         data = load_dataset(c.dataset, **kw)
+        self.num_classes = data.num_classes  # counted before a split can hide a class
         if c.val_dataset:
             self.train_data, self.val_data = data, load_dataset(c.val_dataset, **kw)
             if self.val_data.image_shape != data.image_shape:
@@ -295,6 +270,8 @@ class Trainer:
             )
         if c.y_condition and self.train_data.labels is None:
             raise ValueError(f"--y-condition needs labels, and {c.dataset} has none")
+        if self.val_data is not None and self.val_data.num_classes is not None and c.val_dataset:
+            self.num_classes = max(self.num_classes or 0, self.val_data.num_classes)
 
     def model_config(self) -> GlowConfig:
         c = self.cfg
@@ -306,7 +283,7 @@ class Trainer:
             coupling=c.coupling,
             permutation=c.permutation,
             learn_top=c.learn_top,
-            num_classes=self.train_data.num_classes if c.y_condition else None,
+            num_classes=self.num_classes if c.y_condition else None,
             n_bits=c.n_bits,
             memory_saving=c.memory_saving,
         )
@@ -334,13 +311,20 @@ class Trainer:
         self.elapsed = 0.0
         self.nan_skipped = 0
         if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if self.ema is not None and state.get("ema") is not None:
-                self.ema.load_state_dict(state["ema"])
-            self.step = int(state["step"])
-            self.elapsed = float(state["elapsed"])
-            self.nan_skipped = int(state["nan_skipped"])
+            try:
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                if self.ema is not None and state.get("ema") is not None:
+                    self.ema.load_state_dict(state["ema"])
+                self.step = int(state["step"])
+                self.elapsed = float(state["elapsed"])
+                self.nan_skipped = int(state["nan_skipped"])
+            except (KeyError, RuntimeError, ValueError) as e:
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else repr(e)
+                raise CheckpointError(
+                    f"{self.run_dir / 'checkpoint.pt'} does not match its run's config "
+                    f"({first}); start a new run"
+                ) from None
 
     def _data_info(self) -> dict[str, Any]:
         d = self.train_data
@@ -420,7 +404,7 @@ class Trainer:
     def initialize(self) -> None:
         """Actnorm's data-dependent init on a dedicated batch, the same on every process."""
         c = self.cfg
-        g = torch.Generator().manual_seed(c.seed + 12345)
+        g = seeding.generator(c.seed, 0, seeding.INIT)
         n = min(c.init_batch_size, len(self.train_data))
         idx = torch.randperm(len(self.train_data), generator=g)[:n]
         x, y = self.make_batch(self.train_data, idx, g)
@@ -441,7 +425,7 @@ class Trainer:
             device_ids=[self.device] if self.device.type == "cuda" else None,
             find_unused_parameters=unused,
         )
-        if self.ema is not None:
+        if self.ema is not None and self.step == 0:  # a resumed EMA is kept
             self.ema.load_state_dict(self.model.state_dict())
 
     def _update_ema(self) -> None:
@@ -457,7 +441,7 @@ class Trainer:
     def train_step(self, step: int) -> tuple[float, float, float]:
         """One optimisation step; returns (loss, bpd, grad norm), NaN when it was skipped."""
         c = self.cfg
-        g = _step_generator(c.seed, step, 0)
+        g = seeding.generator(c.seed, step, seeding.TRAIN)
         x, y = self.make_batch(self.train_data, self.batch_indices(step), g, shard=True)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=c.precision == "bf16"):
             logp, logits = self.objective(x, y)
@@ -493,15 +477,15 @@ class Trainer:
         self._trim_metrics(metrics_path)
         writer = self._tensorboard()
         total = self.total_steps()
-        if total is None and c.max_time is None:
-            raise ValueError("no training budget: give --steps, --epochs or --max-time")
         bar = self._progress_bar(total)
         start = time.perf_counter() - self.elapsed
         window: list[tuple[float, float, float]] = []
         window_t, consecutive_nan = time.perf_counter(), 0
         self.model.train()
+        self._stop_requested = False
+        previous_handler = self._catch_sigint()
         try:
-            while (total is None or self.step < total) and not self._out_of_time():
+            while (total is None or self.step < total) and not self._should_stop():
                 loss, bpd, gn = self.train_step(self.step)
                 if math.isnan(loss):
                     self.nan_skipped += 1
@@ -542,15 +526,16 @@ class Trainer:
                     self.save_samples()
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                     self.save()
-        except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-            saved = self.save()
-            raise Interrupted(
-                self.step, self.run_dir / "checkpoint.pt" if saved else None
-            ) from None
+        except KeyboardInterrupt:  # where no handler could be installed: between ops
+            self._stop_requested = True
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
         if bar is not None:
             bar.close()
+        if self._stop_requested:
+            saved = self.save()
+            raise Interrupted(self.step, self.run_dir / "checkpoint.pt" if saved else None)
         self.save()
         val_bpd = self._evaluate(metrics_path, writer, final=True)
         summary = {
@@ -568,11 +553,26 @@ class Trainer:
             writer.close()
         return summary
 
-    def _out_of_time(self) -> bool:
-        if self.cfg.max_time is None:
-            return False
-        late = self.elapsed >= 60 * self.cfg.max_time
-        return distributed.any_process(late, self.dist, self.device)  # all stop at one step
+    def _catch_sigint(self):
+        """Ctrl-C sets a flag that the loop reads between steps, so a checkpoint never holds
+        half an optimiser step. Returns the handler to restore (None if not installed)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signum, frame):
+            self._stop_requested = True
+
+        return signal.signal(signal.SIGINT, request_stop)
+
+    def _should_stop(self) -> bool:
+        """Ctrl-C or the time budget; under torchrun every process takes the same decision at
+        the same step and shares one clock (the slowest), which the schedule then uses."""
+        self.elapsed, stop = distributed.all_max(
+            [self.elapsed, float(self._stop_requested)], self.dist, self.device
+        )
+        self._stop_requested = bool(stop)
+        late = self.cfg.max_time is not None and self.elapsed >= 60 * self.cfg.max_time
+        return self._stop_requested or late
 
     # ------------------------------------------------------------------ outputs
     def eval_model(self) -> Glow:
@@ -594,7 +594,8 @@ class Trainer:
             batch_size=self.cfg.eval_batch_size, seed=self.cfg.seed, progress=bar,
             dist_info=self.dist,
         )  # fmt: skip
-        self._write_metrics(metrics_path, {"step": self.step, "val_bpd": bpd}, writer)
+        record = {"step": self.step, "time": round(self.elapsed, 2), "val_bpd": bpd}
+        self._write_metrics(metrics_path, record, writer)
         self.log(f"step {self.step}: validation {bpd:.4f} bits/dim")
         return bpd
 

@@ -42,14 +42,14 @@ def _worker(rank: int, world: int, port: int, cfg: dict, run_dir: str, out_dir: 
     torch.set_num_threads(1)
     trainer = Trainer(TrainConfig(**cfg), run_dir)
     after_init = None
-    real_wrap = trainer._wrap_for_processes
+    real_init = trainer.initialize
 
-    def wrap_and_record():
+    def init_and_record():
         nonlocal after_init
-        real_wrap()
+        real_init()  # each process on its own; DDP's broadcast comes later
         after_init = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
-    trainer._wrap_for_processes = wrap_and_record
+    trainer.initialize = init_and_record
     summary = trainer.run()
     torch.save(
         {"init": after_init, "final": trainer.model.state_dict(), "summary": summary},
@@ -82,9 +82,14 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(digits_npz, tm
     files = sorted(p.name for p in (tmp_path / "ddp").iterdir())
     assert files.count("checkpoint.pt") == 1 and not [f for f in files if f.endswith(".tmp")]
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["step"] == 4
-    # resuming with another number of processes: one process picks up the two-process run
+    # resuming with another number of processes: one process picks up the two-process run,
+    # with its weights, EMA and optimiser state
     resumed = Trainer(TrainConfig(**config(digits_npz, batch_size=16, steps=6)),
                       tmp_path / "ddp", resume=True)  # fmt: skip
+    saved = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    for k, v in saved["ema"].items():
+        assert torch.equal(resumed.ema.state_dict()[k], v), k
+    assert not torch.equal(saved["ema"]["top.learn.logs"], saved["model"]["top.learn.logs"])
     assert resumed.run()["step"] == 6
 
 

@@ -185,3 +185,22 @@ def test_cli_attribute_without_negatives(trained, tmp_path):
     r = glowflow("manipulate", "--checkpoint", run, "--dataset", f"npz:{npz}",
                  "--attribute", "Any")  # fmt: skip
     one_line_error(r, "96 images with it and 0 without")
+
+
+def test_reconstruction_check_uses_the_models_bit_depth(tmp_path):
+    torch.set_default_dtype(torch.float32)
+    x, y = digits()
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=x, y=y)
+    cfg = TrainConfig(
+        dataset=f"npz:{npz}", levels=2, depth=1, hidden_channels=8, batch_size=16,
+        init_batch_size=64, val_fraction=0, steps=3, n_samples=4, device="cpu", n_bits=5,
+    )  # fmt: skip
+    Trainer(cfg, tmp_path / "run").run()
+    out = tmp_path / "m.png"
+    r = glowflow("manipulate", "--checkpoint", tmp_path / "run", "--dataset", f"npz:{npz}",
+                 "--attribute", "class:1", "--images", "0,1", "--out", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (
+        json.loads(out.with_suffix(".json").read_text())["reconstruction_max_grey_level_error"] == 0
+    )

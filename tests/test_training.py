@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -58,8 +60,14 @@ def test_resume_continues_exactly(digits_npz, tmp_path):
         assert split[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-6), step
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
-    for k in a["model"]:
-        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-6), k
+    for part in ("model", "ema"):
+        for k in a[part]:
+            assert torch.allclose(a[part][k].float(), b[part][k].float(), atol=1e-6), (part, k)
+    opt_a, opt_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert opt_a.keys() == opt_b.keys()
+    for i in opt_a:
+        assert torch.allclose(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"], rtol=1e-5), i
+        assert float(opt_a[i]["step"]) == float(opt_b[i]["step"]) == 10
 
 
 def test_existing_run_is_refused_and_left_intact(digits_npz, tmp_path):
@@ -103,23 +111,29 @@ def test_nan_loss_is_skipped_counted_and_stops_without_a_nan_checkpoint(digits_n
     assert path.read_bytes() == before
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes(digits_npz, tmp_path):
+def test_ctrl_c_saves_a_whole_step_and_resumes_exactly(digits_npz, tmp_path):
     torch.set_default_dtype(torch.float32)
+    Trainer(small_config(digits_npz, steps=8), tmp_path / "straight").run()
     trainer = Trainer(small_config(digits_npz, steps=8, checkpoint_every=0), tmp_path / "run")
     real = trainer.train_step
 
-    def interrupt_at_4(step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real(step)
+    def ctrl_c_during_step_4(step):
+        out = real(step)
+        if step == 4:  # Ctrl-C arrives right after the optimiser step
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
 
-    trainer.train_step = interrupt_at_4
+    trainer.train_step = ctrl_c_during_step_4
     with pytest.raises(Interrupted) as info:
         trainer.run()
-    assert info.value.step == 4
-    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4
+    assert info.value.step == 5  # step 4 completed, and counted
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 5
     resumed = Trainer(small_config(digits_npz, steps=8), tmp_path / "run", resume=True)
     assert resumed.run()["step"] == 8
+    straight, split = losses(tmp_path / "straight"), losses(tmp_path / "run")
+    assert sorted(split) == list(range(1, 9))
+    for step in range(1, 9):
+        assert split[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-6), step
 
 
 def test_class_conditional_training(digits_npz, tmp_path):
