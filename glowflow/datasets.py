@@ -688,6 +688,8 @@ def _load_folder(
         raise _no_images(root)
 
     def prepare(im: Image.Image) -> Image.Image:
+        if im.mode.startswith("I;16"):  # 16-bit grayscale: keep the high byte, not a clip
+            im = Image.fromarray((np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8))
         im = im.convert("L" if im.mode in _GRAY_MODES else "RGB")
         if image_size is not None and im.size != (image_size, image_size):
             im = im.resize((image_size, image_size), Image.LANCZOS)

@@ -57,9 +57,11 @@ class TrainConfig:
     hflip: bool = False
     on_bad_image: str = "skip"
     # model (image shape and the number of classes come from the data)
+    # The defaults are the tuned 5-minute CPU run on mnist-mini: a small, fast flow takes many
+    # more steps in a fixed time, which beats a wider one (see the README's figures).
     levels: int = 3
-    depth: int = 8
-    hidden_channels: int = 128
+    depth: int = 6
+    hidden_channels: int = 64
     coupling: str = "affine"
     permutation: str = "lu"
     learn_top: bool = True
@@ -69,9 +71,9 @@ class TrainConfig:
     memory_saving: bool = False
     # optimisation
     optimizer: str = "adam"
-    lr: float = 1e-3
-    lr_schedule: str = "constant"
-    warmup_steps: int = 200
+    lr: float = 3e-3
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 300
     grad_clip: float = 50.0
     ema_decay: float = 0.999
     batch_size: int = 32
@@ -551,6 +553,7 @@ class Trainer:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if writer is not None:
             writer.close()
+        distributed.barrier(self.dist)  # no process leaves while rank 0 still writes
         return summary
 
     def _catch_sigint(self):

@@ -612,3 +612,13 @@ def test_shared_npz_files(name: str, shape: tuple[int, int, int]) -> None:
         assert int(data.labels.max()) < 10
     if name == "cifar10_train.npz":
         assert data.class_names[0] == "airplane" and data.num_classes == 10
+
+
+def test_sixteen_bit_grayscale_png_keeps_its_high_byte(tmp_path):
+    from PIL import Image
+
+    values = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")  # mode I;16
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.image_shape == (1, 4, 4)
+    assert data.images[0, 0].numpy().tolist() == (values >> 8).astype(np.uint8).tolist()
