@@ -99,6 +99,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     opt("--seed", "random seed (data order, noise, init)", type=int)
     opt("--device", "auto, cpu, cuda, cuda:N")
     opt("--precision", "bf16 runs the coupling networks in bfloat16", choices=["fp32", "bf16"])
+    opt("--compile", "torch.compile the forward pass and loss (slow first steps; faster on "
+        "GPUs, see the README)", action="store_true")  # fmt: skip
     opt("--log-every", "steps between metrics lines", type=int)
     opt("--eval-every", "steps between validation passes (0: at the end)", type=int)
     opt("--sample-every", "steps between sample grids (0: at the end)", type=int)

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,15 @@ from glowflow.objective import bits_per_dim, postprocess, preprocess
 from glowflow.viz import plot_learning_curve, save_grid
 
 RUN_FILES = ("config.json", "checkpoint.pt", "metrics.jsonl", "summary.json")
+
+
+class StepResult(NamedTuple):
+    """One step's figures, still on the device: read them only when they are logged."""
+
+    loss: torch.Tensor
+    bpd: torch.Tensor
+    grad_norm: torch.Tensor
+    skipped: torch.Tensor  # bool: NaN or inf somewhere, the weights were left alone
 
 
 class TrainError(RuntimeError):
@@ -86,6 +95,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    compile: bool = False  # torch.compile the forward pass and loss
     log_every: int = 50
     eval_every: int = 0  # steps; 0 = only at the end
     sample_every: int = 0  # steps; 0 = only at the end
@@ -306,8 +316,13 @@ class Trainer:
             model_config = self.model_config()
         self.model = Glow.from_config(model_config).to(self.device)
         self.objective: nn.Module = _Objective(self.model)
-        opt_cls = torch.optim.Adamax if c.optimizer == "adamax" else torch.optim.Adam
-        self.optimizer = opt_cls(self.model.parameters(), lr=c.lr)
+        # fused Adam can skip a step on the device (found_inf), so the loop never waits for it
+        self._fused = c.optimizer == "adam" and self.device.type in ("cpu", "cuda")
+        if self._fused:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, fused=True)
+        else:
+            opt_cls = torch.optim.Adamax if c.optimizer == "adamax" else torch.optim.Adam
+            self.optimizer = opt_cls(self.model.parameters(), lr=c.lr)
         self.ema = copy.deepcopy(self.model).eval() if c.ema_decay > 0 else None
         self.step = 0
         self.elapsed = 0.0
@@ -316,6 +331,8 @@ class Trainer:
             try:
                 self.model.load_state_dict(state["model"])
                 self.optimizer.load_state_dict(state["optimizer"])
+                for group in self.optimizer.param_groups:  # this run's choice, not the saved one
+                    group["fused"] = self._fused if self._fused else group.get("fused")
                 if self.ema is not None and state.get("ema") is not None:
                     self.ema.load_state_dict(state["ema"])
                 self.step = int(state["step"])
@@ -430,18 +447,26 @@ class Trainer:
         if self.ema is not None and self.step == 0:  # a resumed EMA is kept
             self.ema.load_state_dict(self.model.state_dict())
 
-    def _update_ema(self) -> None:
+    def _update_ema(self, skipped: torch.Tensor) -> None:
+        """Moves the EMA weights towards the model's; not at all on a skipped step (decided on
+        the device, so no sync)."""
         if self.ema is None:
             return
         decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        weight = (1 - decay) * (~skipped).to(torch.float32)
         with torch.no_grad():
-            ema_p = list(self.ema.parameters())
-            torch._foreach_lerp_(ema_p, list(self.model.parameters()), 1 - decay)
+            for p_ema, p in zip(self.ema.parameters(), self.model.parameters()):
+                p_ema.lerp_(p, weight.to(p.dtype))
             for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
                 b_ema.copy_(b)
 
-    def train_step(self, step: int) -> tuple[float, float, float]:
-        """One optimisation step; returns (loss, bpd, grad norm), NaN when it was skipped."""
+    def train_step(self, step: int) -> StepResult:
+        """One optimisation step, skipped when the loss or a gradient is NaN or infinite.
+
+        Nothing here waits for the device: the skip is decided on the device (the fused Adam
+        step reads it as ``found_inf``, as under a gradient scaler) and the figures come back as
+        tensors, read only when they are logged. Adamax has no fused step, so it reads the flag.
+        """
         c = self.cfg
         g = seeding.generator(c.seed, step, seeding.TRAIN)
         x, y = self.make_batch(self.train_data, self.batch_indices(step), g, shard=True)
@@ -452,22 +477,24 @@ class Trainer:
         if logits is not None and c.y_weight > 0:
             loss = loss + c.y_weight * F.cross_entropy(logits.float(), y) / math.log(2)
         self.optimizer.zero_grad(set_to_none=True)
-        # The mean over all processes, for the log and for one skip decision they all share
-        # (a process that skipped backward alone would leave the others waiting for it).
+        # the mean over all processes, for the log (a NaN anywhere makes the all-reduced
+        # gradients NaN everywhere, so every process skips the same steps)
         totals = distributed.all_reduce_sum(torch.stack([loss, bpd]).detach(), self.dist)
-        loss_all, bpd_all = (totals / self.dist.world_size).tolist()
-        if not math.isfinite(loss_all):
-            return float("nan"), float("nan"), float("nan")
+        totals = totals / self.dist.world_size
         loss.backward()
         max_norm = c.grad_clip if c.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        if not torch.isfinite(grad_norm):
-            self.optimizer.zero_grad(set_to_none=True)
-            return float("nan"), float("nan"), float("nan")
+        skipped = ~(torch.isfinite(grad_norm) & torch.isfinite(totals).all())
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step, self.elapsed)
-        self.optimizer.step()
-        return loss_all, bpd_all, grad_norm.item()
+        if self._fused:
+            self.optimizer.found_inf = skipped.to(torch.float32)
+            self.optimizer.step()
+            del self.optimizer.found_inf
+        elif not skipped.item():
+            self.optimizer.step()
+        self._update_ema(skipped)
+        return StepResult(totals[0], totals[1], grad_norm.detach(), skipped)
 
     def run(self) -> dict[str, Any]:
         """Train until the budget is spent; returns the summary also written to summary.json."""
@@ -475,40 +502,31 @@ class Trainer:
         if self.step == 0 and not self.model.is_initialized:
             self.initialize()
         self._wrap_for_processes()
+        if c.compile and not isinstance(self.objective, _Compiled):
+            self.objective = torch.compile(self.objective)
         metrics_path = self.run_dir / "metrics.jsonl"
         self._trim_metrics(metrics_path)
         writer = self._tensorboard()
         total = self.total_steps()
         bar = self._progress_bar(total)
         start = time.perf_counter() - self.elapsed
-        window: list[tuple[float, float, float]] = []
-        window_t, consecutive_nan = time.perf_counter(), 0
+        window: list[tuple[float, float, float]] = []  # the logged steps' figures
+        window_t = time.perf_counter()
+        self._pending, self._consecutive_nan = [], 0
         self.model.train()
         self._stop_requested = False
         previous_handler = self._catch_sigint()
         try:
             while (total is None or self.step < total) and not self._should_stop():
-                loss, bpd, gn = self.train_step(self.step)
-                if math.isnan(loss):
-                    self.nan_skipped += 1
-                    consecutive_nan += 1
-                    if consecutive_nan >= c.max_nan_steps:
-                        raise TrainError(
-                            f"the loss was NaN or inf for {consecutive_nan} steps in a row at "
-                            f"step {self.step}; lower --lr or raise --warmup-steps "
-                            f"(last good checkpoint kept)"
-                        )
-                else:
-                    consecutive_nan = 0
-                    self._update_ema()
-                    window.append((loss, bpd, gn))
+                self._pending.append(self.train_step(self.step))
                 self.step += 1
                 self.elapsed = time.perf_counter() - start
                 if bar is not None:
                     bar.update(1)
-                    if not math.isnan(loss):
-                        bar.set_postfix(loss=f"{loss:.3f}", bpd=f"{bpd:.3f}", refresh=False)
-                if self.step % c.log_every == 0 and window:
+                log_due = self.step % c.log_every == 0
+                if log_due or (c.checkpoint_every and self.step % c.checkpoint_every == 0):
+                    window += self._read_pending()
+                if log_due and window:
                     now = time.perf_counter()
                     record = {
                         "step": self.step,
@@ -521,6 +539,8 @@ class Trainer:
                         "nan_skipped": self.nan_skipped,
                     }
                     self._write_metrics(metrics_path, record, writer)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", bpd=f"{record['bpd']:.3f}")
                     window, window_t = [], now
                 if c.eval_every and self.step % c.eval_every == 0:
                     self._evaluate(metrics_path, writer)
@@ -533,6 +553,7 @@ class Trainer:
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
+        self._read_pending()
         if bar is not None:
             bar.close()
         if self._stop_requested:
@@ -555,6 +576,32 @@ class Trainer:
             writer.close()
         distributed.barrier(self.dist)  # no process leaves while rank 0 still writes
         return summary
+
+    def _read_pending(self) -> list[tuple[float, float, float]]:
+        """Reads the steps taken since the last read (one wait for the device), counts the
+        skipped ones and returns the others' (loss, bpd, grad norm). Too many skipped steps in a
+        row end the run."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        rows = torch.stack([torch.stack([r.loss, r.bpd, r.grad_norm.float(), r.skipped.float()])
+                            for r in pending]).tolist()  # fmt: skip
+        taken = []
+        first = self.step - len(rows)
+        for i, (loss, bpd, grad_norm, skipped) in enumerate(rows):
+            if not skipped:
+                self._consecutive_nan = 0
+                taken.append((loss, bpd, grad_norm))
+                continue
+            self.nan_skipped += 1
+            self._consecutive_nan += 1
+            if self._consecutive_nan >= self.cfg.max_nan_steps:
+                raise TrainError(
+                    f"the loss was NaN or inf for {self._consecutive_nan} steps in a row at "
+                    f"step {first + i}; lower --lr or raise --warmup-steps "
+                    f"(last good checkpoint kept)"
+                )
+        return taken
 
     def _catch_sigint(self):
         """Ctrl-C sets a flag that the loop reads between steps, so a checkpoint never holds
@@ -678,6 +725,9 @@ class Trainer:
         from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+
+
+_Compiled = torch._dynamo.eval_frame.OptimizedModule
 
 
 class _Objective(nn.Module):

@@ -114,6 +114,36 @@ def test_nan_loss_is_skipped_counted_and_stops_without_a_nan_checkpoint(digits_n
     assert path.read_bytes() == before
 
 
+def test_a_training_step_never_waits_for_the_device_and_a_skip_is_exact(
+    digits_npz, tmp_path, monkeypatch
+):
+    torch.set_default_dtype(torch.float32)
+    trainer = Trainer(small_config(digits_npz, ema_decay=0.9), tmp_path / "run")
+    trainer.initialize()
+    trainer.train_step(0)  # Adam's state exists from here on
+
+    def read_back(*args, **kwargs):
+        raise AssertionError("the training step read a value back from the device")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, read_back)
+    good = trainer.train_step(1)
+    # a NaN loss: the step is flagged, and weights, EMA and Adam's moments stay as they were
+    real = trainer.model.log_prob_and_logits
+    trainer.model.log_prob_and_logits = lambda x, y=None: (real(x, y)[0] * float("nan"), None)
+    before = [t.clone() for t in trainer.model.state_dict().values()]
+    ema_before = [t.clone() for t in trainer.ema.state_dict().values()]
+    moments = [s["exp_avg"].clone() for s in trainer.optimizer.state.values()]
+    bad = trainer.train_step(2)
+    monkeypatch.undo()
+    assert not good.skipped and bad.skipped
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(ema_before, trainer.ema.state_dict().values()))
+    after = [s["exp_avg"] for s in trainer.optimizer.state.values()]
+    assert all(torch.equal(a, b) for a, b in zip(moments, after))
+    assert all(int(s["step"]) == 2 for s in trainer.optimizer.state.values())
+
+
 def test_ctrl_c_saves_a_whole_step_and_resumes_exactly(digits_npz, tmp_path):
     torch.set_default_dtype(torch.float32)
     Trainer(small_config(digits_npz, steps=8), tmp_path / "straight").run()
@@ -174,3 +204,13 @@ def test_checkpoint_loading_never_runs_code(tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "garbage.pt")
+
+
+def test_compiled_training_takes_the_same_steps_as_eager(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    Trainer(small_config(digits_npz, steps=3), tmp_path / "eager").run()
+    Trainer(small_config(digits_npz, steps=3, compile=True), tmp_path / "compiled").run()
+    eager, compiled = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
+    assert sorted(compiled) == [1, 2, 3]
+    for step in (1, 2, 3):
+        assert compiled[step] == pytest.approx(eager[step], rel=1e-4), step
