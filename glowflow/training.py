@@ -317,12 +317,7 @@ class Trainer:
         self.model = Glow.from_config(model_config).to(self.device)
         self.objective: nn.Module = _Objective(self.model)
         # fused Adam can skip a step on the device (found_inf), so the loop never waits for it
-        self._fused = c.optimizer == "adam" and self.device.type in ("cpu", "cuda")
-        if self._fused:
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, fused=True)
-        else:
-            opt_cls = torch.optim.Adamax if c.optimizer == "adamax" else torch.optim.Adam
-            self.optimizer = opt_cls(self.model.parameters(), lr=c.lr)
+        self.optimizer, self._fused = _make_optimizer(c.optimizer, self.model, c.lr)
         self.ema = copy.deepcopy(self.model).eval() if c.ema_decay > 0 else None
         self.step = 0
         self.elapsed = 0.0
@@ -330,9 +325,11 @@ class Trainer:
         if state is not None:
             try:
                 self.model.load_state_dict(state["model"])
-                self.optimizer.load_state_dict(state["optimizer"])
-                for group in self.optimizer.param_groups:  # this run's choice, not the saved one
-                    group["fused"] = self._fused if self._fused else group.get("fused")
+                saved = state["optimizer"]
+                for group in saved.get("param_groups", []):  # this run's choice, set before
+                    if "fused" in group:  # loading so torch places the state to suit it
+                        group["fused"] = self._fused or None
+                self.optimizer.load_state_dict(saved)
                 if self.ema is not None and state.get("ema") is not None:
                     self.ema.load_state_dict(state["ema"])
                 self.step = int(state["step"])
@@ -417,7 +414,9 @@ class Trainer:
                 self.dist.rank * self.cfg.batch_size, (self.dist.rank + 1) * self.cfg.batch_size
             )
             x, y = x[part], None if y is None else y[part]
-        return x.to(self.device), None if y is None else y.to(self.device)
+        if self.device.type == "cuda":  # from pinned memory the copy does not block
+            x, y = x.pin_memory(), None if y is None else y.pin_memory()
+        return _to(x, self.device), None if y is None else _to(y, self.device)
 
     # ------------------------------------------------------------------ the loop
     def initialize(self) -> None:
@@ -489,8 +488,10 @@ class Trainer:
             group["lr"] = self.learning_rate(step, self.elapsed)
         if self._fused:
             self.optimizer.found_inf = skipped.to(torch.float32)
-            self.optimizer.step()
-            del self.optimizer.found_inf
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.found_inf
         elif not skipped.item():
             self.optimizer.step()
         self._update_ema(skipped)
@@ -524,7 +525,9 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                 log_due = self.step % c.log_every == 0
-                if log_due or (c.checkpoint_every and self.step % c.checkpoint_every == 0):
+                checkpoint_due = c.checkpoint_every and self.step % c.checkpoint_every == 0
+                # read at the latest after max_nan_steps, so a run gone bad stops in time
+                if log_due or checkpoint_due or len(self._pending) >= c.max_nan_steps:
                     window += self._read_pending()
                 if log_due and window:
                     now = time.perf_counter()
@@ -728,6 +731,21 @@ class Trainer:
 
 
 _Compiled = torch._dynamo.eval_frame.OptimizedModule
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return t.to(device, non_blocking=device.type == "cuda")
+
+
+def _make_optimizer(name: str, model: nn.Module, lr: float) -> tuple[torch.optim.Optimizer, bool]:
+    """The optimiser, and whether it is fused Adam, which can skip a step on the device
+    (``found_inf``) so the loop never waits for it; other devices and older torch fall back."""
+    if name == "adamax":
+        return torch.optim.Adamax(model.parameters(), lr=lr), False
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True), True
+    except (RuntimeError, ValueError):  # no fused Adam for these parameters' device in this torch
+        return torch.optim.Adam(model.parameters(), lr=lr), False
 
 
 class _Objective(nn.Module):

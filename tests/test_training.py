@@ -114,6 +114,25 @@ def test_nan_loss_is_skipped_counted_and_stops_without_a_nan_checkpoint(digits_n
     assert path.read_bytes() == before
 
 
+def test_nan_steps_are_read_in_time_even_when_lines_are_rare(digits_npz, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    cfg = small_config(digits_npz, steps=40, max_nan_steps=5, log_every=50, checkpoint_every=0)
+    trainer = Trainer(cfg, tmp_path / "run")
+    real = trainer.model.log_prob_and_logits
+    calls = {"n": 0}
+
+    def nan_from_step_2(x, y=None):
+        calls["n"] += 1
+        logp, logits = real(x, y)
+        return (logp * float("nan") if calls["n"] > 3 else logp), logits  # call 1 is init
+
+    trainer.model.log_prob_and_logits = nan_from_step_2
+    with pytest.raises(TrainError, match="5 steps in a row at step 6"):
+        trainer.run()
+    assert trainer.step == 10  # read after every max_nan_steps steps, not at step 50
+    assert trainer.nan_skipped == 5  # steps 2 to 6
+
+
 def test_a_training_step_never_waits_for_the_device_and_a_skip_is_exact(
     digits_npz, tmp_path, monkeypatch
 ):
