@@ -21,7 +21,7 @@ from glowflow.training import TrainError
 # Options that may change when a run is resumed; every other one must match the run's config.
 RESUMABLE = {
     "steps", "epochs", "max_time", "device", "log_every", "eval_every", "sample_every",
-    "checkpoint_every", "tensorboard", "eval_batch_size", "compile",
+    "checkpoint_every", "tensorboard", "eval_batch_size", "compile", "channels_last",
 }  # fmt: skip
 
 
@@ -101,6 +101,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     opt("--precision", "bf16 runs the coupling networks in bfloat16", choices=["fp32", "bf16"])
     opt("--compile", "torch.compile the forward pass and loss (slow first steps; faster on "
         "GPUs, see the README)", action=argparse.BooleanOptionalAction)  # fmt: skip
+    opt("--channels-last", "channels-last (NHWC) memory layout: faster convolutions on CPU, "
+        "see the README", action=argparse.BooleanOptionalAction)  # fmt: skip
     opt("--log-every", "steps between metrics lines", type=int)
     opt("--eval-every", "steps between validation passes (0: at the end)", type=int)
     opt("--sample-every", "steps between sample grids (0: at the end)", type=int)

@@ -8,6 +8,7 @@ every level's latent at once.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -26,6 +27,23 @@ def seed_latents(seeds: Sequence[int], num_dims: int, device=None, dtype=None) -
 def _params(model: Glow) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters())
     return p.device, p.dtype
+
+
+def _decode(
+    model: Glow, eps: torch.Tensor, y: torch.Tensor | None, temperature: float = 1.0
+) -> torch.Tensor:
+    """Decoded images in the model's range. A latent far from what the model learned (a long
+    move along a direction, a high temperature) can overflow on the way back to pixels; such
+    images come out black, with a warning that counts them."""
+    x = model.decode(eps, y, temperature)
+    bad = ~torch.isfinite(x).flatten(1).all(1)
+    if bad.any():
+        warnings.warn(
+            f"{int(bad.sum())} image(s) decoded to inf or NaN and are drawn black: their latents "
+            f"lie far outside what the model learned (try smaller alphas or temperatures)",
+            stacklevel=3,
+        )
+    return x
 
 
 def _batched(fn: Callable[[slice], torch.Tensor], n: int, batch_size: int) -> torch.Tensor:
@@ -51,7 +69,7 @@ def sample_images(
 
     def decode(s: slice) -> torch.Tensor:
         y = labels[s].to(device) if labels is not None else None
-        return postprocess(model.decode(eps[s], y, temperature), model.config.n_bits)
+        return postprocess(_decode(model, eps[s], y, temperature), model.config.n_bits)
 
     return _batched(decode, len(seeds), batch_size)
 
@@ -80,7 +98,7 @@ def decode_latents(
 
     def decode(s: slice) -> torch.Tensor:
         y = labels[s].to(device) if labels is not None else None
-        return postprocess(model.decode(eps[s].to(device), y), model.config.n_bits)
+        return postprocess(_decode(model, eps[s].to(device), y), model.config.n_bits)
 
     return _batched(decode, len(eps), batch_size)
 

@@ -96,6 +96,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False  # torch.compile the forward pass and loss
+    channels_last: bool = False  # NHWC activations and weights (faster convolutions on CPU)
     log_every: int = 50
     eval_every: int = 0  # steps; 0 = only at the end
     sample_every: int = 0  # steps; 0 = only at the end
@@ -315,6 +316,8 @@ class Trainer:
         else:
             model_config = self.model_config()
         self.model = Glow.from_config(model_config).to(self.device)
+        if c.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.objective: nn.Module = _Objective(self.model)
         # fused Adam can skip a step on the device (found_inf), so the loop never waits for it
         self.optimizer, self._fused = _make_optimizer(c.optimizer, self.model, c.lr)
@@ -416,7 +419,10 @@ class Trainer:
             x, y = x[part], None if y is None else y[part]
         if self.device.type == "cuda":  # from pinned memory the copy does not block
             x, y = x.pin_memory(), None if y is None else y.pin_memory()
-        return _to(x, self.device), None if y is None else _to(y, self.device)
+        x = _to(x, self.device)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, None if y is None else _to(y, self.device)
 
     # ------------------------------------------------------------------ the loop
     def initialize(self) -> None:

@@ -204,3 +204,17 @@ def test_reconstruction_check_uses_the_models_bit_depth(tmp_path):
     assert (
         json.loads(out.with_suffix(".json").read_text())["reconstruction_max_grey_level_error"] == 0
     )
+
+
+def test_a_decode_that_overflows_is_drawn_black_with_a_warning():
+    from glowflow.latents import decode_latents
+
+    model = Glow((1, 8, 8), levels=2, depth=1, hidden_channels=8).double()
+    model.initialize(preprocess(torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)))
+    model.eval()
+    eps = torch.randn(3, model.num_dims, generator=torch.Generator().manual_seed(1))
+    eps[1] = float("inf")
+    with pytest.warns(UserWarning, match="^1 image.*decoded to inf or NaN.*smaller alphas"):
+        images = decode_latents(model, eps)
+    assert (images[1] == 0).all()
+    assert torch.equal(images[[0, 2]], decode_latents(model, eps[[0, 2]]))

@@ -225,11 +225,12 @@ def test_checkpoint_loading_never_runs_code(tmp_path):
         load_checkpoint(tmp_path / "garbage.pt")
 
 
-def test_compiled_training_takes_the_same_steps_as_eager(digits_npz, tmp_path):
+@pytest.mark.parametrize("option", ["compile", "channels_last"])
+def test_speed_options_take_the_same_steps_as_plain_training(digits_npz, tmp_path, option):
     torch.set_default_dtype(torch.float32)
-    Trainer(small_config(digits_npz, steps=3), tmp_path / "eager").run()
-    Trainer(small_config(digits_npz, steps=3, compile=True), tmp_path / "compiled").run()
-    eager, compiled = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
-    assert sorted(compiled) == [1, 2, 3]
+    Trainer(small_config(digits_npz, steps=3), tmp_path / "plain").run()
+    Trainer(small_config(digits_npz, steps=3, **{option: True}), tmp_path / "fast").run()
+    plain, fast = losses(tmp_path / "plain"), losses(tmp_path / "fast")
+    assert sorted(fast) == [1, 2, 3]
     for step in (1, 2, 3):
-        assert compiled[step] == pytest.approx(eager[step], rel=1e-4), step
+        assert fast[step] == pytest.approx(plain[step], rel=1e-4), step
