@@ -9,6 +9,15 @@ from typing import Any
 from glowflow.flowstep import COUPLINGS, PERMUTATIONS
 
 
+def known_fields(cls: type, d: dict[str, Any], what: str) -> dict[str, Any]:
+    """``d`` itself, after checking that it names only fields of the dataclass ``cls``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(known)}")
+    return d
+
+
 @dataclass(frozen=True)
 class GlowConfig:
     """Everything needed to build a :class:`glowflow.Glow`; saved inside every checkpoint.
@@ -79,11 +88,7 @@ class GlowConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GlowConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown GlowConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return cls(**known_fields(cls, d, "GlowConfig fields"))
 
     def replace(self, **changes: Any) -> GlowConfig:
         return dataclasses.replace(self, **changes)

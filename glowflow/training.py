@@ -21,7 +21,7 @@ from torch import nn
 
 from glowflow import distributed, seeding
 from glowflow.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from glowflow.config import PRESETS, GlowConfig
+from glowflow.config import PRESETS, GlowConfig, known_fields
 from glowflow.datasets import ImageData, load_dataset, split_validation
 from glowflow.evaluate import evaluate_bpd
 from glowflow.model import Glow
@@ -141,11 +141,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training options {unknown}")
-        return cls(**d)
+        return cls(**known_fields(cls, d, "training options"))
 
 
 #: Named training setups. ``cifar10`` etc. follow the paper and its code (Adamax, lr 1e-3,
