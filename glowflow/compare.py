@@ -9,6 +9,7 @@ and an interrupted one is resumed, so the whole comparison can be stopped and st
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -154,9 +155,11 @@ def plot_curves(results: dict, path: Path) -> Path:
         len(couplings), 2, figsize=(10, 3.6 * len(couplings)), squeeze=False, dpi=100
     )
     for row, c in enumerate(couplings):
+        tails = []  # the later three quarters of each curve set the vertical range
         for name, run in sorted(results["runs"].items()):
             if not name.startswith(c + "-"):
                 continue
+            tails += [b for _, _, b in run["curve"][len(run["curve"]) // 4 :]]
             perm = name.split("-", 1)[1]
             steps = [s for s, _, _ in run["curve"]]
             times = [t / 60 if t is not None else None for _, t, _ in run["curve"]]
@@ -170,6 +173,10 @@ def plot_curves(results: dict, path: Path) -> Path:
             ax.set_title(f"{c} coupling")
             ax.grid(alpha=0.3)
             ax.legend()
+            finite = [b for b in tails if b is not None and math.isfinite(b)]
+            if len(finite) > 1 and max(finite) > min(finite):
+                pad = 0.05 * (max(finite) - min(finite))
+                ax.set_ylim(min(finite) - pad, max(finite) + pad)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
