@@ -456,8 +456,8 @@ class Trainer:
         decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
         weight = (1 - decay) * (~skipped).to(torch.float32)
         with torch.no_grad():
-            for p_ema, p in zip(self.ema.parameters(), self.model.parameters()):
-                p_ema.lerp_(p, weight.to(p.dtype))
+            ema_p = list(self.ema.parameters())
+            torch._foreach_lerp_(ema_p, list(self.model.parameters()), weight.to(ema_p[0].dtype))
             for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
                 b_ema.copy_(b)
 
