@@ -81,7 +81,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true")  # fmt: skip
     opt("--y-weight", "weight of the classification loss (bits)", type=float)
     opt("--n-bits", "bits per colour channel", type=int)
-    opt("--memory-saving", "backprop by inversion: memory flat in depth, ~1/3 more compute",
+    opt("--memory-saving", "backprop by inversion: activation memory flat in depth, about "
+        "half the speed",
         action="store_true")  # fmt: skip
     opt("--optimizer", "optimiser", choices=["adam", "adamax"])
     opt("--lr", "peak learning rate", type=float)
