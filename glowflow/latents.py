@@ -34,13 +34,13 @@ def _decode(
 ) -> torch.Tensor:
     """Decoded images in the model's range. A latent far from what the model learned (a long
     move along a direction, a high temperature) can overflow on the way back to pixels; such
-    images come out black, with a warning that counts them."""
+    pixels come out black (NaN) or saturated (inf), with a warning that counts the images."""
     x = model.decode(eps, y, temperature)
     bad = ~torch.isfinite(x).flatten(1).all(1)
     if bad.any():
         warnings.warn(
-            f"{int(bad.sum())} image(s) decoded to inf or NaN and are drawn black: their latents "
-            f"lie far outside what the model learned (try smaller alphas or temperatures)",
+            f"{int(bad.sum())} image(s) decoded to inf or NaN (drawn black or saturated): their "
+            f"latents lie far outside what the model learned (try smaller alphas or temperatures)",
             stacklevel=3,
         )
     return x
