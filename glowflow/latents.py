@@ -29,13 +29,11 @@ def _params(model: Glow) -> tuple[torch.device, torch.dtype]:
     return p.device, p.dtype
 
 
-def _decode(
-    model: Glow, eps: torch.Tensor, y: torch.Tensor | None, temperature: float = 1.0
-) -> torch.Tensor:
+def _decode(model: Glow, eps: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
     """Decoded images in the model's range. A latent far from what the model learned (a long
     move along a direction, a high temperature) can overflow on the way back to pixels; such
     pixels come out black (NaN) or saturated (inf), with a warning that counts the images."""
-    x = model.decode(eps, y, temperature)
+    x = model.decode(eps, y)
     bad = ~torch.isfinite(x).flatten(1).all(1)
     if bad.any():
         warnings.warn(
@@ -66,12 +64,7 @@ def sample_images(
     if model.config.num_classes is not None and labels is None:
         raise ValueError("this model is class-conditional: give a label for every sample")
     eps = seed_latents(seeds, model.num_dims, device, dtype)
-
-    def decode(s: slice) -> torch.Tensor:
-        y = labels[s].to(device) if labels is not None else None
-        return postprocess(_decode(model, eps[s], y, temperature), model.config.n_bits)
-
-    return _batched(decode, len(seeds), batch_size)
+    return decode_latents(model, eps * temperature, labels, batch_size)
 
 
 @torch.no_grad()
