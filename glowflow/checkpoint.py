@@ -5,23 +5,24 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import torch
 
 from glowflow.config import GlowConfig
+from glowflow.errors import GlowflowError, first_line
 from glowflow.model import Glow
 
 FORMAT = "glowflow-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GlowflowError, ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
 
 
-def atomic_save(path: str | Path, obj: Any) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a temporary file in ``path``'s folder, then rename it over ``path``.
 
     A crash or Ctrl-C while writing leaves the previous file at ``path`` intact.
     """
@@ -30,7 +31,7 @@ def atomic_save(path: str | Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -40,6 +41,11 @@ def atomic_save(path: str | Path, obj: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(path: str | Path, obj: Any) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically, see :func:`atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -59,9 +65,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors come in many types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({first[:200]}); is it a glowflow checkpoint?"
+            f"cannot read checkpoint {path} ({first_line(e)}); is it a glowflow checkpoint?"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a glowflow checkpoint")
@@ -85,8 +90,7 @@ def model_from_checkpoint(
         weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
         model.load_state_dict(weights)
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        first = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(
-            f"checkpoint {path} does not match its model config: {first}"
+            f"checkpoint {path} does not match its model config: {first_line(e)}"
         ) from None
     return model.to(map_location).eval(), state

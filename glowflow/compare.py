@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from glowflow.viz import read_metrics
+from glowflow.errors import GlowflowError
+from glowflow.rundir import RunDir
+from glowflow.viz import new_figure
 
 
-class CompareError(RuntimeError):
+class CompareError(GlowflowError, RuntimeError):
     """A run of the comparison failed; its log says why."""
 
 
@@ -53,7 +55,7 @@ def run_comparison(
     out = Path(out)
     val_fraction = dict(zip(train_args, train_args[1:])).get("--val-fraction")
     if val_fraction is not None and float(val_fraction) == 0:
-        raise ValueError("the comparison needs validation curves: keep --val-fraction above 0")
+        raise CompareError("the comparison needs validation curves: keep --val-fraction above 0")
     _check_same_setup(out, list(train_args))
     runs = [(c, p) for c in couplings for p in permutations]
     todo = [(c, p) for c, p in runs if not (out / run_name(c, p) / "summary.json").is_file()]
@@ -91,13 +93,16 @@ def _check_same_setup(out: Path, train_args: list[str]) -> None:
     if record.is_file():
         saved = json.loads(record.read_text()).get("train_args")
         if saved != train_args:
-            raise ValueError(
+            raise CompareError(
                 f"{out} holds a comparison run with other options ({' '.join(saved or [])}); "
                 f"use another --out, or the same options to continue it"
             )
         return
-    out.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"train_args": train_args}, indent=2))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"train_args": train_args}, indent=2))
+    except OSError as e:
+        raise CompareError(f"cannot write {record}: {e}; choose another --out") from e
 
 
 def _run_all(out, pending, running, failed, jobs, env, train_args, log) -> None:
@@ -132,7 +137,7 @@ def collect(out: Path, permutations: Sequence[str], couplings: Sequence[str]) ->
         finals = {}
         for p in permutations:
             name = run_name(c, p)
-            metrics = read_metrics(out / name / "metrics.jsonl")
+            metrics = RunDir(out / name).read_metrics()
             curve = [(r["step"], r.get("time"), r["val_bpd"]) for r in metrics if "val_bpd" in r]
             summary = json.loads((out / name / "summary.json").read_text())
             record["runs"][name] = {"curve": curve, "summary": summary}
@@ -145,15 +150,9 @@ def collect(out: Path, permutations: Sequence[str], couplings: Sequence[str]) ->
 
 def plot_curves(results: dict, path: Path) -> Path:
     """Validation bits/dim against step (left) and wall time (right), a row per coupling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     couplings = sorted({name.split("-")[0] for name in results["runs"]})
-    fig, axes = plt.subplots(
-        len(couplings), 2, figsize=(10, 3.6 * len(couplings)), squeeze=False, dpi=100
-    )
+    fig = new_figure(10, 3.6 * len(couplings))
+    axes = fig.subplots(len(couplings), 2, squeeze=False)
     for row, c in enumerate(couplings):
         tails = []  # the later three quarters of each curve set the vertical range
         for name, run in sorted(results["runs"].items()):
@@ -179,5 +178,4 @@ def plot_curves(results: dict, path: Path) -> Path:
                 ax.set_ylim(min(finite) - pad, max(finite) + pad)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

@@ -7,11 +7,16 @@ Outside ``torchrun`` everything here is a no-op for a single process.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from glowflow.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,48 @@ class DistInfo:
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    return device
+
+
+def job_id() -> str | None:
+    """torchrun's id of this job (the same across its restarts), or None outside torchrun."""
+    return os.environ.get("TORCHELASTIC_RUN_ID")
+
+
+def restart_count() -> int:
+    """How often torchrun has restarted this job after a process died (0 outside torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def elastic_restart(run_dir: Path) -> str | None:
+    """After torchrun restarted this job, what to do with the run it was writing to ``run_dir``:
+    ``"resume"`` from its last checkpoint, ``"overwrite"`` if it died before the first one, or
+    None when this is no restart or the folder holds a run that was there before the job."""
+    if not restart_count():
+        return None
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("torchelastic_run_id") != job_id():
+        return None
+    return "resume" if (run_dir / "checkpoint.pt").is_file() else "overwrite"
 
 
 def setup(device: torch.device) -> tuple[DistInfo, torch.device]:
@@ -68,8 +115,6 @@ def _attempt_store(info: DistInfo) -> dist.Store:
     that read one would try to connect to a process that no longer exists. Prefixing every key
     with the restart count keeps each attempt's keys apart.
     """
-    from datetime import timedelta
-
     # torchrun's agent hosts the store itself when it says so; otherwise rank 0 does
     agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
     store = dist.TCPStore(
@@ -79,8 +124,7 @@ def _attempt_store(info: DistInfo) -> dist.Store:
         is_master=info.is_main and not agent_hosts,
         timeout=timedelta(minutes=10),
     )
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    return dist.PrefixStore(f"glowflow/attempt-{attempt}", store)
+    return dist.PrefixStore(f"glowflow/attempt-{restart_count()}", store)
 
 
 def teardown() -> None:

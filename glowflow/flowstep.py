@@ -6,11 +6,9 @@ import torch
 from torch import nn
 
 from glowflow.actnorm import ActNorm
+from glowflow.config import COUPLINGS, PERMUTATIONS
 from glowflow.coupling import AdditiveCoupling, AffineCoupling
 from glowflow.invconv import ChannelPermutation, InvConv1x1, InvConv1x1LU
-
-COUPLINGS = ("affine", "additive")
-PERMUTATIONS = ("lu", "conv", "shuffle", "reverse")
 
 
 def make_permutation(kind: str, channels: int) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -130,6 +131,34 @@ class Glow(nn.Module):
             config = GlowConfig.from_dict(config)
         return cls(**{f: getattr(config, f) for f in config.__dataclass_fields__})
 
+    # The pretrained format lives in glowflow.pretrained, which builds models, so these three
+    # import it when called rather than at the top of this module (that would be a cycle).
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, map_location: Any = "cpu") -> Glow:
+        """A saved model, in eval mode: a pretrained folder, a bundled model's name (e.g.
+        ``"mnist"``, ``"celeba64"``) or, with ``glowflow[hub]``, a Hub id ``"user/repo"``."""
+        from glowflow.pretrained import load_pretrained
+
+        return load_pretrained(name_or_path, map_location=map_location)
+
+    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` (see
+        :func:`glowflow.pretrained.save_pretrained` for ``card``, ``dtype``, ``attributes``)."""
+        from glowflow.pretrained import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Save to a temporary folder and upload it to the Hub repository ``repo_id`` (needs
+        ``glowflow[hub]``); ``card`` and ``dtype`` go to :meth:`save_pretrained`."""
+        import tempfile
+
+        from glowflow.pretrained import push_to_hub
+
+        save_kw = {k: kwargs.pop(k) for k in ("card", "dtype", "attributes") if k in kwargs}
+        with tempfile.TemporaryDirectory() as tmp:
+            return push_to_hub(self.save_pretrained(tmp, **save_kw), repo_id, **kwargs)
+
     # ----------------------------------------------------------------------------- shapes
     def latent_shapes(self) -> list[tuple[int, int, int]]:
         """``(C, H, W)`` of each level's latent, in the flat layout's order (top last)."""
@@ -153,7 +182,9 @@ class Glow(nn.Module):
                 f"got {tuple(x.shape)}"
             )
 
-    def _check_y(self, y: torch.Tensor | None, batch: int, required: bool) -> None:
+    def _check_y(
+        self, y: torch.Tensor | None, batch: int, required: bool, check_range: bool = True
+    ) -> None:
         k = self.config.num_classes
         if y is None:
             if required and k is not None:
@@ -165,7 +196,9 @@ class Glow(nn.Module):
             raise ValueError(f"labels y must be an integer tensor of shape ({batch},)")
         if tuple(y.shape) != (batch,):
             raise ValueError(f"labels y must have shape ({batch},), got {tuple(y.shape)}")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+        # reading the range back waits for the device: callers that checked their labels
+        # once (the trainer, when it loaded the data) skip it
+        if check_range and y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
             raise ValueError(
                 f"labels must lie in [0, {k}), got values from {int(y.min())} to {int(y.max())}"
             )
@@ -221,15 +254,16 @@ class Glow(nn.Module):
 
     # ----------------------------------------------------------------------------- densities
     def log_prob_and_logits(
-        self, x: torch.Tensor, y: torch.Tensor | None = None
+        self, x: torch.Tensor, y: torch.Tensor | None = None, check_labels: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``log p(x | y)`` in nats, shape ``[B]``, and the classifier's logits (or None).
 
         For a class-conditional model called without ``y``, the density is the exact marginal
-        ``log sum_y p(y) p(x | y)`` under a uniform label prior.
+        ``log sum_y p(y) p(x | y)`` under a uniform label prior. ``check_labels=False`` skips
+        the check that every label is in range, for labels already checked.
         """
         self._check_x(x)
-        self._check_y(y, x.shape[0], required=False)
+        self._check_y(y, x.shape[0], required=False, check_range=check_labels)
         latents, z_top, logdet = self._flow(x)
         logp = logdet
         for eps in latents:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -38,31 +37,23 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     return path
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file (a torn last line is ignored; none if absent)."""
-    records: list[dict] = []
-    if not Path(path).exists():
-        return records
-    with open(path) as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
+def new_figure(width: float, height: float):
+    """A matplotlib figure drawn by the Agg renderer, without pyplot: the user's backend and
+    pyplot state are left alone, and matplotlib is imported only when a plot is made."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
 
 
-def plot_learning_curve(metrics_path: str | Path, out: str | Path) -> Path:
-    """Train and validation bits/dim against step, from ``metrics.jsonl``, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = read_metrics(metrics_path)
+def plot_learning_curve(records: list[dict], out: str | Path) -> Path:
+    """Train and validation bits/dim against step, from ``metrics.jsonl`` records, as a PNG."""
     train = [(r["step"], r["bpd"]) for r in records if "bpd" in r]
     val = [(r["step"], r["val_bpd"]) for r in records if "val_bpd" in r]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = new_figure(6, 4)
+    ax = fig.subplots()
     if train:
         ax.plot(*zip(*train), label="train", lw=1)
     if val:
@@ -79,5 +70,4 @@ def plot_learning_curve(metrics_path: str | Path, out: str | Path) -> Path:
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out)
-    plt.close(fig)
     return out

@@ -16,7 +16,8 @@ import torch.multiprocessing as mp
 
 from glowflow import distributed
 from glowflow.checkpoint import load_checkpoint
-from glowflow.training import TrainConfig, Trainer
+from glowflow.config import TrainConfig
+from glowflow.training import Trainer
 
 
 def free_port() -> int:

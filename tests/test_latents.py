@@ -13,6 +13,7 @@ from conftest import run_cli as glowflow
 from PIL import Image
 
 from glowflow import Glow, preprocess
+from glowflow.config import TrainConfig
 from glowflow.latents import (
     attribute_direction,
     encode_images,
@@ -22,7 +23,7 @@ from glowflow.latents import (
     sample_images,
     seed_latents,
 )
-from glowflow.training import TrainConfig, Trainer
+from glowflow.training import Trainer
 
 
 @pytest.fixture(scope="module")

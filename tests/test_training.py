@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from glowflow.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from glowflow.training import Interrupted, TrainConfig, Trainer, TrainError
+from glowflow.config import TrainConfig
+from glowflow.errors import GlowflowError
+from glowflow.training import Interrupted, Trainer, TrainError
 
 
 def small_config(digits_npz, **kw) -> TrainConfig:
@@ -77,7 +79,7 @@ def test_existing_run_is_refused_and_left_intact(digits_npz, tmp_path):
     torch.set_default_dtype(torch.float32)
     Trainer(small_config(digits_npz, steps=3), tmp_path / "run").run()
     before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
-    with pytest.raises(ValueError, match="already holds a run.*--resume.*--overwrite"):
+    with pytest.raises(GlowflowError, match="already holds a run.*--resume.*--overwrite"):
         Trainer(small_config(digits_npz), tmp_path / "run")
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
     Trainer(small_config(digits_npz, steps=2), tmp_path / "run", overwrite=True).run()
@@ -90,7 +92,7 @@ def test_nan_loss_is_skipped_counted_and_stops_without_a_nan_checkpoint(digits_n
     real = trainer.model.log_prob_and_logits
     calls = {"n": 0}
 
-    def sometimes_nan(x, y=None):
+    def sometimes_nan(x, y=None, **kw):
         calls["n"] += 1
         logp, logits = real(x, y)
         if calls["n"] == 2 or calls["n"] > 4:  # one isolated NaN, then NaN for good
@@ -121,7 +123,7 @@ def test_nan_steps_are_read_in_time_even_when_lines_are_rare(digits_npz, tmp_pat
     real = trainer.model.log_prob_and_logits
     calls = {"n": 0}
 
-    def nan_from_step_2(x, y=None):
+    def nan_from_step_2(x, y=None, **kw):
         calls["n"] += 1
         logp, logits = real(x, y)
         return (logp * float("nan") if calls["n"] > 3 else logp), logits  # call 1 is init
@@ -149,7 +151,7 @@ def test_a_training_step_never_waits_for_the_device_and_a_skip_is_exact(
     good = trainer.train_step(1)
     # a NaN loss: the step is flagged, and weights, EMA and Adam's moments stay as they were
     real = trainer.model.log_prob_and_logits
-    trainer.model.log_prob_and_logits = lambda x, y=None: (real(x, y)[0] * float("nan"), None)
+    trainer.model.log_prob_and_logits = lambda x, y=None, **kw: (real(x, y)[0] * float("nan"), None)
     before = [t.clone() for t in trainer.model.state_dict().values()]
     ema_before = [t.clone() for t in trainer.ema.state_dict().values()]
     moments = [s["exp_avg"].clone() for s in trainer.optimizer.state.values()]
@@ -198,13 +200,13 @@ def test_class_conditional_training(digits_npz, tmp_path):
 
 def test_bad_training_setups(digits_npz, tmp_path):
     torch.set_default_dtype(torch.float32)
-    with pytest.raises(ValueError, match=r"not divisible by 2\*\*levels = 32"):
+    with pytest.raises(GlowflowError, match=r"not divisible by 2\*\*levels = 32"):
         Trainer(small_config(digits_npz, levels=5), tmp_path / "a")
-    with pytest.raises(ValueError, match="fewer than one batch"):
+    with pytest.raises(GlowflowError, match="fewer than one batch"):
         Trainer(small_config(digits_npz, batch_size=1000), tmp_path / "b")
-    with pytest.raises(ValueError, match="no checkpoint.pt"):
+    with pytest.raises(GlowflowError, match="no checkpoint.pt"):
         Trainer(small_config(digits_npz), tmp_path / "c", resume=True)
-    with pytest.raises(ValueError, match="optimizer must be"):
+    with pytest.raises(GlowflowError, match="optimizer must be"):
         small_config(digits_npz, optimizer="sgd")
 
 

@@ -1,0 +1,106 @@
+"""What the commands share: the user-mistake type, value parsers, messages and result files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from glowflow.datasets import ImageData, load_dataset
+from glowflow.errors import GlowflowError, first_line
+from glowflow.model import Glow
+from glowflow.viz import save_grid
+
+
+class UsageError(GlowflowError):
+    """A mistake in the command line."""
+
+
+def info(message: str) -> None:
+    """A one-line message on stderr; under torchrun only rank 0 speaks."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"glowflow: {message}", file=sys.stderr, flush=True)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out.extend(range(int(lo), int(hi) + 1) if sep and lo else [int(part)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 0-63 or 1,5,9") from None
+    return out
+
+
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like -1,-0.5,0,0.5,1") from None
+
+
+def index_pair(text: str) -> tuple[int, int]:
+    values = int_list(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pair of indices like 3,17")
+    return values[0], values[1]
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image-size", type=int, help="resize the data set's images")
+    p.add_argument("--pad", type=int, help="zero-pad the data set's images (MNIST kinds: 2)")
+    p.add_argument("--device", default="auto")
+
+
+def load_data_for(args: argparse.Namespace, model: Glow, limit: int | None = None) -> ImageData:
+    """``--dataset`` with the data options, checked to fit the model."""
+    data = load_dataset(args.dataset, image_size=args.image_size, pad=args.pad, limit=limit)
+    if data.image_shape != model.config.image_shape:
+        raise UsageError(
+            f"the model takes images {model.config.image_shape}, {args.dataset} gives "
+            f"{data.image_shape}; match them with --image-size or --pad"
+        )
+    return data
+
+
+def check_indices(indices: list[int], n: int, what: str) -> None:
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise UsageError(f"{what} index {bad[0]} is out of range; the data set has 0..{n - 1}")
+
+
+def write_result(out: str, images: torch.Tensor, nrow: int, record: dict) -> None:
+    """The PNG grid and, beside it, the JSON of the numbers behind it."""
+    png = Path(out)
+    try:
+        save_grid(images, png, nrow)
+        png.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    except OSError as e:
+        raise UsageError(f"cannot write {png}: {first_line(e)}; choose another --out") from e
+    info(f"wrote {png} and {png.with_suffix('.json')}")
+
+
+def progress_bar(desc: str):
+    """A function wrapping an iterable of known length in a progress bar."""
+
+    def bar(it, n):
+        return tqdm(it, total=n, desc=desc, leave=False)
+
+    return bar

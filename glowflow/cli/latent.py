@@ -1,0 +1,195 @@
+"""``glowflow sample``, ``interpolate`` and ``manipulate``: the paper's latent-space figures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from glowflow.attributes import cached_direction, list_attributes
+from glowflow.cli.common import (
+    UsageError,
+    add_data_options,
+    float_list,
+    index_pair,
+    int_list,
+    load_data_for,
+    positive_int,
+    progress_bar,
+    write_result,
+)  # fmt: skip
+from glowflow.cli.models import CHECKPOINT_HELP, gather_images, load_model, weights_file
+from glowflow.datasets import find_label
+from glowflow.distributed import resolve_device
+from glowflow.latents import interpolate_images, manipulate_images, sample_images
+from glowflow.objective import postprocess, preprocess
+from glowflow.pretrained import load_attributes
+
+IMAGES_HELP = (
+    "indices into --dataset (e.g. 0,4,8 or 0-3) or image files (e.g. face.png); a model "
+    "with bundled data needs no --dataset for files"
+)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("sample", help="a PNG grid of samples", formatter_class=fmt)
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("--n", type=positive_int, default=64, help="samples, seeds 0..n-1 (or --seeds)")
+    p.add_argument("--seeds", type=int_list, help="e.g. 0-63 or 1,5,9: one generator each")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--temperatures", type=float_list,
+                   help="one row per temperature, same seeds, e.g. 0,0.5,0.7,1")  # fmt: skip
+    p.add_argument("--label", help="class-conditional models: a class index, name, or 'all'")
+    p.add_argument("--nrow", type=int, help="images per row of the grid")
+    p.add_argument("--out", default="samples.png", help="PNG path (a .json lands beside it)")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("interpolate", help="latent interpolation between real images",
+                       formatter_class=fmt)  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("--dataset", metavar="SPEC", help="where indices point into")
+    p.add_argument("--images", nargs="+", help=IMAGES_HELP + "; taken two by two")
+    p.add_argument("--pairs", nargs="+", type=index_pair, help="index pairs, e.g. 3,17 5,9")
+    p.add_argument("--steps", type=int, default=8, help="images from one end to the other")
+    p.add_argument("--spherical", action="store_true", help="slerp instead of a straight line")
+    p.add_argument("--out", default="interpolation.png", help="PNG path (a .json beside it)")
+    add_data_options(p)
+
+    p = sub.add_parser("manipulate", help="move real images along an attribute direction",
+                       formatter_class=fmt)  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("--dataset", metavar="SPEC",
+                   help="a labelled data set (else the model's own directions)")  # fmt: skip
+    p.add_argument("--attribute", help="e.g. Smiling, or class:3-vs-8 / class:3 for labels")
+    p.add_argument("--list-attributes", action="store_true", help="list the choices and exit")
+    p.add_argument("--images", nargs="+", default=["0-3"], help=IMAGES_HELP)
+    p.add_argument("--alphas", type=float_list, default=[-1.0, -0.5, 0.0, 0.5, 1.0])
+    p.add_argument("--max-images", type=positive_int, help="use at most N images for the direction")
+    p.add_argument("--out", default="manipulation.png", help="PNG path (a .json beside it)")
+    add_data_options(p)
+
+
+def _labels_per_row(text: str | None, model, about: dict) -> list[int | None]:
+    """The label of each row of samples: one for ``--label``, every class for a
+    class-conditional model without it, none otherwise."""
+    k = model.config.num_classes
+    if text is None:
+        return list(range(k)) if k is not None else [None]
+    if k is None:
+        raise UsageError("this model is not class-conditional; drop --label")
+    if text == "all":
+        return list(range(k))
+    names = about.get("data", {}).get("class_names") or [str(i) for i in range(k)]
+    return [find_label(names, text)]
+
+
+def sample(args: argparse.Namespace) -> int:
+    model, about = load_model(args.checkpoint, resolve_device(args.device))
+    seeds = args.seeds if args.seeds is not None else list(range(args.n))
+    if not seeds:
+        raise UsageError("--seeds names no seed; write a range like 0-63 or a list like 1,5,9")
+    temps = args.temperatures or [args.temperature]
+    labels_per_row = _labels_per_row(args.label, model, about)
+    if len(temps) > 1 and len(labels_per_row) > 1:
+        raise UsageError("give one label (--label K) with --temperatures: rows are temperatures")
+    rows = []
+    for t in temps:
+        for label in labels_per_row:
+            y = None if label is None else torch.full((len(seeds),), label, dtype=torch.long)
+            rows.append(sample_images(model, seeds, t, y))
+    one_row_each = len(rows) > 1
+    nrow = args.nrow or (len(seeds) if one_row_each else max(1, int(len(seeds) ** 0.5)))
+    record = {
+        "checkpoint": str(args.checkpoint), "seeds": seeds, "temperatures": temps,
+        "labels": labels_per_row, "rows": "temperature x label" if one_row_each else "grid",
+    }  # fmt: skip
+    write_result(args.out, torch.cat(rows), nrow, record)
+    return 0
+
+
+def interpolate(args: argparse.Namespace) -> int:
+    model, _ = load_model(args.checkpoint, resolve_device(args.device))
+    if bool(args.images) == bool(args.pairs):
+        raise UsageError("give --images (indices or files, taken two by two) or --pairs")
+    tokens = args.images or [f"{a},{b}" for a, b in args.pairs]
+    images, labels, names = gather_images(args, model, tokens)
+    if len(images) % 2:
+        raise UsageError("give an even number of --images: they are taken two by two")
+    first, second = images[0::2], images[1::2]
+    ends = (labels[0::2], labels[1::2]) if labels is not None else None
+    rows = interpolate_images(model, first, second, args.steps, args.spherical, ends)
+    grid = torch.cat([first[:, None], rows, second[:, None]], dim=1)  # real images at the ends
+    record = {
+        "checkpoint": str(args.checkpoint), "dataset": args.dataset,
+        "pairs": [list(p) for p in zip(names[0::2], names[1::2])], "steps": args.steps,
+        "spherical": args.spherical,
+        "columns": "real, then steps decoded from t=0 to t=1, then real",
+    }  # fmt: skip
+    write_result(args.out, grid.flatten(0, 1), args.steps + 2, record)
+    return 0
+
+
+def _shipped_directions(about: dict) -> dict:
+    """The attribute directions a pretrained model ships with."""
+    shipped = load_attributes(about["pretrained_dir"]) if "pretrained_dir" in about else None
+    if shipped is None:
+        raise UsageError("this model ships no attribute directions: give --dataset SPEC")
+    return shipped
+
+
+def _direction(args, model, about) -> tuple[torch.Tensor, dict, bool, str]:
+    """The attribute's direction: from ``--dataset`` (cached beside the weights) or, without
+    one, from the directions that ship with the model."""
+    if args.dataset:
+        data = load_data_for(args, model)
+        weights = weights_file(args.checkpoint, about)
+        st = weights.stat()
+        kind, _, path = args.dataset.partition(":")
+        data_id = f"{kind}:{Path(path).resolve()}" if path else kind
+        # the key names the exact weights and data, so a retrained model never reuses it
+        key = (f"{weights.name}|{st.st_size}|{st.st_mtime_ns}|step{about.get('step')}|{data_id}"
+               f"|{args.image_size}|{args.pad}|{args.attribute}|{args.max_images}")  # fmt: skip
+        direction, info, cached = cached_direction(
+            model, weights.parent / "attributes.pt", key, data, args.attribute,
+            args.max_images, progress_bar("encoding"),
+        )  # fmt: skip
+        return direction, info, cached, args.attribute
+    shipped = _shipped_directions(about)
+    names = shipped["names"]
+    if args.attribute not in names:
+        raise UsageError(f"unknown attribute {args.attribute!r}; choose one of {', '.join(names)}")
+    k = names.index(args.attribute)
+    return shipped["directions"][k], shipped["info"][k], True, args.attribute
+
+
+def manipulate(args: argparse.Namespace) -> int:
+    model, about = load_model(args.checkpoint, resolve_device(args.device))
+    if args.list_attributes:
+        if args.dataset:
+            print(list_attributes(load_data_for(args, model)))
+        else:
+            shipped = (
+                load_attributes(about["pretrained_dir"]) if "pretrained_dir" in about else None
+            )
+            if shipped is None:
+                raise UsageError("this model ships no attribute directions: give --dataset SPEC")
+            print("\n".join(shipped["names"]))
+        return 0
+    if not args.attribute:
+        raise UsageError("give --attribute (see --list-attributes for the choices)")
+    direction, info, cached, name = _direction(args, model, about)
+    images, labels, names = gather_images(args, model, args.images)
+    rows = manipulate_images(model, images, direction, args.alphas, labels)
+    record = {
+        "checkpoint": str(args.checkpoint), "dataset": args.dataset, "attribute": name,
+        "images": names, "alphas": args.alphas, "direction": info, "cached": cached,
+    }  # fmt: skip
+    if 0.0 in args.alphas:
+        n_bits = model.config.n_bits  # compare with the input as the model sees it
+        seen = postprocess(preprocess(images, n_bits, dequantize=False), n_bits)
+        recon = rows[:, args.alphas.index(0.0)].int()
+        record["reconstruction_max_grey_level_error"] = (recon - seen.int()).abs().max().item()
+    write_result(args.out, rows.flatten(0, 1), len(args.alphas), record)
+    return 0

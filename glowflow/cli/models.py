@@ -1,0 +1,73 @@
+"""Finding the model a command names, and the images it is asked to work on."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from glowflow.cli.common import UsageError, check_indices, int_list, load_data_for
+from glowflow.imagefiles import read_image_files
+from glowflow.model import Glow
+from glowflow.pretrained import load_model as _load_any
+
+CHECKPOINT_HELP = (
+    "a run folder, a checkpoint.pt, a pretrained folder, the name of a bundled model "
+    "(e.g. mnist, celeba64) or a Hub id user/repo"
+)
+
+
+def load_model(spec: str, device: torch.device | str, ema: bool = True) -> tuple[Glow, dict]:
+    """The model ``--checkpoint`` names (see :data:`CHECKPOINT_HELP`) and what it says about
+    itself (its data's class and attribute names, its step)."""
+    return _load_any(spec, map_location=device, ema=ema)
+
+
+def weights_file(spec: str, about: dict[str, Any]) -> Path:
+    """The file that holds the model's weights: the key of anything cached about them."""
+    if "pretrained_dir" in about:
+        return Path(about["pretrained_dir"]) / "model.safetensors"
+    path = Path(spec)
+    return path / "checkpoint.pt" if path.is_dir() else path
+
+
+def split_image_args(tokens: list[str]) -> tuple[list[int], list[str]]:
+    """``--images`` entries -> (data set indices, image files), in order of appearance: an
+    entry like ``3``, ``0,4,8`` or ``0-3`` is indices, anything else a file. Mixing the two is
+    refused, so that the rows of a grid come from one place."""
+    indices: list[int] = []
+    files: list[str] = []
+    for token in tokens:
+        try:
+            indices.extend(int_list(token))
+        except argparse.ArgumentTypeError:
+            files.append(token)
+    if indices and files:
+        raise UsageError("--images takes data set indices or image files, not both at once")
+    return indices, files
+
+
+def gather_images(
+    args: argparse.Namespace, model: Glow, tokens: list[str]
+) -> tuple[torch.Tensor, torch.Tensor | None, list]:
+    """uint8 images ``(N, C, H, W)``, their labels (class-conditional models only) and how each
+    was named, from ``--images`` entries: indices into ``--dataset``, or image files."""
+    indices, files = split_image_args(tokens)
+    conditional = model.config.num_classes is not None
+    if files:
+        if conditional:
+            raise UsageError("a class-conditional model needs labels: use --dataset and indices")
+        return read_image_files(files, model.config.image_shape), None, files
+    if not args.dataset:
+        raise UsageError("indices in --images need --dataset SPEC to index into")
+    data = load_data_for(args, model)
+    check_indices(indices, len(data), "--images")
+    idx = torch.tensor(indices, dtype=torch.long)
+    labels = None
+    if conditional:
+        if data.labels is None:
+            raise UsageError(f"the model is class-conditional and {args.dataset} has no labels")
+        labels = data.labels[idx]
+    return data.images[idx], labels, indices

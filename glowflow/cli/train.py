@@ -1,0 +1,184 @@
+"""``glowflow train``: options -> a TrainConfig -> a Trainer in a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from glowflow import distributed
+from glowflow.cli.common import UsageError, info
+from glowflow.config import (
+    COUPLINGS,
+    LR_SCHEDULES,
+    ON_BAD_IMAGE,
+    OPTIMIZERS,
+    PERMUTATIONS,
+    PRECISIONS,
+    TRAIN_PRESETS,
+    TrainConfig,
+)  # fmt: skip
+from glowflow.datasets import BUILTIN, describe_specs
+from glowflow.rundir import RunDir
+from glowflow.training import Interrupted, Trainer
+
+# Options that may change when a run is resumed; every other one must match the run's config.
+RESUMABLE = {
+    "steps", "epochs", "max_time", "device", "log_every", "eval_every", "sample_every",
+    "checkpoint_every", "tensorboard", "eval_batch_size", "compile", "channels_last",
+}  # fmt: skip
+
+DEFAULT_MAX_TIME = 4.0  # minutes of training in the default run, leaving time for the rest
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    defaults = TrainConfig().to_dict()
+    defaults["max_time"] = f"{DEFAULT_MAX_TIME:g} on {BUILTIN} without another budget, else none"
+    p = sub.add_parser(
+        "train",
+        help="train a Glow on images",
+        description="Train a Glow. With no arguments: a small model on the built-in MNIST "
+        f"subset ({BUILTIN}), about 5 minutes on a 2-core CPU. " + describe_specs(),
+    )
+
+    def opt(name: str, help: str, **kw: Any) -> None:
+        if kw.get("action") != "store_true":
+            help = f"{help} (default: {defaults.get(name.lstrip('-').replace('-', '_'))})"
+        p.add_argument(name, default=None, help=help, **kw)
+
+    g = p.add_argument_group("run")
+    g.add_argument("--out", help="run folder (default: a new folder under runs/)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="the paper's settings")
+    g.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    opt("--dataset", f"data set: {BUILTIN} or KIND:PATH", metavar="SPEC")
+    opt("--val-dataset", "separate validation set (else --val-fraction)", metavar="SPEC")
+    opt("--val-fraction", "fraction of the data held out for validation", type=float)
+    opt("--image-size", "resize images to this square size", type=int)
+    opt("--pad", "zero-pad images by this many pixels a side (MNIST kinds: 2)", type=int)
+    opt("--hflip", "random horizontal flips", action="store_true")
+    opt("--on-bad-image", "unreadable image files: skip with a warning or stop",
+        choices=ON_BAD_IMAGE)  # fmt: skip
+    opt("--levels", "L, number of levels", type=int)
+    opt("--depth", "K, flow steps per level", type=int)
+    opt("--hidden-channels", "width of the coupling networks", type=int)
+    opt("--coupling", "coupling layer", choices=COUPLINGS)
+    opt("--permutation", "channel mixing", choices=PERMUTATIONS)
+    opt("--no-learn-top", "standard normal top prior", action="store_true")
+    opt("--y-condition", "class-conditional prior and classification loss", action="store_true")
+    opt("--y-weight", "weight of the classification loss (bits)", type=float)
+    opt("--n-bits", "bits per colour channel", type=int)
+    opt("--memory-saving", "backprop by inversion: activation memory flat in depth, about "
+        "half the speed", action="store_true")  # fmt: skip
+    opt("--optimizer", "optimiser", choices=OPTIMIZERS)
+    opt("--lr", "peak learning rate", type=float)
+    opt("--lr-schedule", "after warm-up: constant, or cosine decay over the budget",
+        choices=LR_SCHEDULES)  # fmt: skip
+    opt("--warmup-steps", "linear learning-rate warm-up", type=int)
+    opt("--grad-clip", "clip the gradient norm (0: off)", type=float)
+    opt("--ema-decay", "EMA of the weights for evaluation and samples (0: off)", type=float)
+    opt("--batch-size", "images per step per process: under torchrun the global batch is "
+        "N times this", type=int)  # fmt: skip
+    opt("--init-batch-size", "images for actnorm's data-dependent init", type=int)
+    opt("--steps", "stop after this many steps", type=int)
+    opt("--epochs", "stop after this many epochs", type=float)
+    opt("--max-time", "stop after this many minutes", type=float, metavar="MINUTES")
+    opt("--seed", "random seed (data order, noise, init)", type=int)
+    opt("--device", "auto, cpu, cuda, cuda:N")
+    opt("--precision", "bf16 runs the coupling networks in bfloat16", choices=PRECISIONS)
+    opt("--compile", "torch.compile the forward pass and loss (the first steps compile; 1.3x "
+        "faster on a CPU at width 256, see the README)",
+        action=argparse.BooleanOptionalAction)  # fmt: skip
+    opt("--channels-last", "channels-last (NHWC) memory layout: faster convolutions on CPU, "
+        "see the README", action=argparse.BooleanOptionalAction)  # fmt: skip
+    opt("--log-every", "steps between metrics lines", type=int)
+    opt("--eval-every", "steps between validation passes (0: at the end)", type=int)
+    opt("--sample-every", "steps between sample grids (0: at the end)", type=int)
+    opt("--checkpoint-every", "steps between checkpoints", type=int)
+    opt("--n-samples", "images in each sample grid (seeds 0..N-1)", type=int)
+    opt("--sample-temperature", "temperature of the sample grids", type=float)
+    opt("--tensorboard", "also log to TensorBoard (needs the tensorboard package)",
+        action="store_true")  # fmt: skip
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from defaults < preset < explicit flags; on resume, the run's own config."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.no_learn_top:
+        given["learn_top"] = False
+    if args.resume:
+        saved = RunDir(args.resume).read_config()["train"]
+        changed = sorted(k for k, v in given.items() if k not in RESUMABLE and saved.get(k) != v)
+        if changed or args.preset:
+            names = ", ".join("--" + k.replace("_", "-") for k in changed) or "--preset"
+            raise UsageError(
+                f"{names} differ from the run being resumed; drop them, or start a new run"
+            )
+        return TrainConfig.from_dict({**saved, **given})
+    values = TrainConfig().to_dict()
+    if args.preset:
+        values.update(TRAIN_PRESETS[args.preset])
+    values.update(given)
+    # The default run (no budget given) is the 5-minute CPU job on mnist-mini; any other run
+    # states its budget.
+    no_budget = values["steps"] is None and values["epochs"] is None and values["max_time"] is None
+    if no_budget and values["dataset"] == BUILTIN and not args.preset:
+        values["max_time"] = DEFAULT_MAX_TIME
+    return TrainConfig.from_dict(values)
+
+
+def _default_run_dir(dataset: str) -> Path:
+    slug = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in dataset.split("/")[-1])
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug.strip('-')[:40]}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if distributed.launched_by_torchrun() and not (args.out or args.resume):
+        raise UsageError("under torchrun give --out RUN_DIR, the one folder all processes share")
+    if args.out and not args.resume:
+        plan = distributed.elastic_restart(Path(args.out))
+        if plan == "resume":  # torchrun restarted the job after a process died
+            n = distributed.restart_count()
+            info(f"elastic restart {n}: resuming {args.out} from its last checkpoint")
+            args.resume, args.out, args.overwrite, args.preset = args.out, None, False, None
+        elif plan == "overwrite":  # it died before its first checkpoint: start again
+            args.overwrite = True
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").is_file():
+            raise UsageError(f"cannot resume: {run_dir} holds no run (no config.json)")
+        if args.out and Path(args.out) != run_dir:
+            raise UsageError("--resume continues the run in its own folder; drop --out")
+    cfg = resolve_config(args)
+    if args.dry_run:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    run_dir = Path(args.resume) if args.resume else Path(args.out or _default_run_dir(cfg.dataset))
+    trainer = Trainer(
+        cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, log=info,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    world = trainer.dist.world_size
+    info(
+        f"training {trainer.model.config.image_shape} images from {cfg.dataset} "
+        f"({len(trainer.train_data)} train) in {run_dir}"
+        + (f" on {world} processes, global batch {trainer.global_batch}" if world > 1 else "")
+    )
+    try:
+        summary = trainer.run()
+    except Interrupted as e:
+        where = f"checkpoint saved in {e.checkpoint}" if e.checkpoint else "no checkpoint written"
+        info(f"interrupted at step {e.step}; {where}; continue: glowflow train --resume {run_dir}")
+        return 130
+    val = f"{summary['val_bpd']:.4f}" if summary["val_bpd"] is not None else "n/a"
+    info(
+        f"done: {summary['step']} steps in {summary['elapsed_s'] / 60:.1f} min, "
+        f"validation {val} bits/dim; results in {run_dir}"
+    )
+    return 0

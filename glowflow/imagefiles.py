@@ -1,0 +1,236 @@
+"""Readers of image files: a folder of images (one sub-folder per class, if any), CelebA, and
+a user's own image files for the latent tools."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from glowflow.formats import Arrays, DataError
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
+CELEBA_SIZE = 64
+_CELEBA_FULL = (178, 218)  # (W, H) of the aligned images
+_CELEBA_BOX = (15, 40, 163, 188)  # (left, top, right, bottom): the centre 148x148 square
+_GRAY_MODES = ("1", "L", "LA")
+# What Pillow raises for a file it cannot decode (SyntaxError: some plugins on broken chunks).
+_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+# --- image files: folder, celeba -------------------------------------------------------------
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _images_in(folder: Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` in sorted order, skipping hidden files and folders."""
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p))
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath, f) for f in filenames if _is_image(Path(f))]
+    return sorted(found)
+
+
+def _no_images(folder: Path) -> DataError:
+    return DataError(
+        f"no images found in {folder} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)}); "
+        f"check the path"
+    )
+
+
+def _read_images(
+    paths: Sequence[Path],
+    prepare: Callable[[Image.Image], Image.Image],
+    on_bad_image: str,
+    limit: int | None,
+    fix: str = "fix or delete it, or skip such files (--on-bad-image skip)",
+) -> tuple[np.ndarray, list[int]]:
+    """Decode ``paths`` through ``prepare`` into one NHWC uint8 array.
+
+    ``prepare`` returns an ``"L"`` or ``"RGB"`` image; if any image is RGB the grayscale ones
+    are repeated to three channels. Returns the array and the indices of the paths it holds.
+    """
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    first: tuple[tuple[int, ...], Path] | None = None
+    for i, path in enumerate(paths):
+        if limit is not None and len(arrays) >= limit:
+            break
+        try:
+            with Image.open(path) as im:
+                array = np.asarray(prepare(im))
+        except _IMAGE_ERRORS as e:
+            reason = str(e) or type(e).__name__
+            if on_bad_image == "error":
+                raise DataError(f"cannot read image {path}: {reason}; {fix}") from e
+            warnings.warn(f"skipping unreadable image {path}: {reason}", stacklevel=4)
+            continue
+        if first is None:
+            first = (array.shape[:2], path)
+        elif array.shape[:2] != first[0]:
+            (h0, w0), (h1, w1) = first[0], array.shape[:2]
+            raise DataError(
+                f"images differ in size: {first[1]} is {w0}x{h0} but {path} is {w1}x{h1}; "
+                f"pass --image-size N to resize them all to NxN"
+            )
+        arrays.append(array)
+        kept.append(i)
+    if not arrays:
+        folder = paths[0].parent if paths else Path()
+        raise DataError(f"none of the {len(paths)} image files in {folder} could be read")
+    if all(a.ndim == 2 for a in arrays):
+        return np.stack(arrays)[..., None], kept  # (N, H, W, 1)
+    rgb = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
+    return np.stack(rgb), kept  # (N, H, W, 3)
+
+
+def load_folder(root: Path, image_size: int | None, on_bad_image: str, limit: int | None) -> Arrays:
+    loose = _images_in(root)
+    classes: list[tuple[str, list[Path]]] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = _images_in(sub, recursive=True)
+        if files:  # a sub-folder without images is not a class
+            classes.append((sub.name, files))
+    if classes and loose:
+        raise DataError(
+            f"{root} holds both image files and class sub-folders ({classes[0][0]}/, ...); "
+            f"move the loose images into a class sub-folder or point folder: at one sub-folder"
+        )
+    if classes:
+        paths = [p for _, files in classes for p in files]
+        labels = np.concatenate(
+            [np.full(len(f), k, dtype=np.int64) for k, (_, f) in enumerate(classes)]
+        )
+    elif loose:
+        paths, labels = loose, None
+    else:
+        raise _no_images(root)
+
+    def prepare(im: Image.Image) -> Image.Image:
+        if im.mode.startswith("I;16"):  # 16-bit grayscale: keep the high byte, not a clip
+            im = Image.fromarray((np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8))
+        im = im.convert("L" if im.mode in _GRAY_MODES else "RGB")
+        if image_size is not None and im.size != (image_size, image_size):
+            im = im.resize((image_size, image_size), Image.LANCZOS)
+        return im
+
+    x, kept = _read_images(paths, prepare, on_bad_image, limit)
+    if labels is None:
+        return Arrays(x, sized=True)
+    return Arrays(x, labels[kept], class_names=[name for name, _ in classes], sized=True)
+
+
+def _find_celeba(root: Path) -> tuple[Path, Path | None]:
+    """``(image folder, attribute file or None)`` of a CelebA download rooted at ``root``."""
+    candidates = (
+        root / "img_align_celeba" / "img_align_celeba",  # the Kaggle archive nests it
+        root / "img_align_celeba",
+        root / "Img" / "img_align_celeba",  # the official Google Drive layout
+        root,
+    )
+    for folder in candidates:
+        if folder.is_dir() and any(p.is_file() and _is_image(p) for p in folder.iterdir()):
+            break
+    else:
+        raise DataError(
+            f"no CelebA images in {root}: expected img_align_celeba/ holding 000001.jpg, ..., "
+            f"or {root} to be that folder"
+        )
+    places = (root, root / "Anno", folder, folder.parent, folder.parent / "Anno")
+    attr_file = next(
+        (d / "list_attr_celeba.txt" for d in places if (d / "list_attr_celeba.txt").is_file()),
+        None,
+    )
+    return folder, attr_file
+
+
+def _read_celeba_attrs(path: Path) -> tuple[list[str], dict[str, str]]:
+    """Attribute names and, for each image file name, its row of values (still text)."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {e}; download it again") from e
+    start = 1 if lines and lines[0].strip().isdigit() else 0  # the image count line
+    if len(lines) <= start:
+        raise DataError(f"{path} has no attribute names line; use the CelebA list_attr_celeba.txt")
+    names = lines[start].split()
+    rows = {}
+    for line in lines[start + 1 :]:
+        file_name, _, values = line.strip().partition(" ")
+        if file_name:
+            rows[file_name] = values
+    return names, rows
+
+
+def load_celeba(root: Path, size: int, on_bad_image: str, limit: int | None) -> Arrays:
+    folder, attr_file = _find_celeba(root)
+    paths = _images_in(folder)
+    names: list[str] | None = None
+    rows: dict[str, str] = {}
+    if attr_file is not None:
+        names, rows = _read_celeba_attrs(attr_file)
+        missing = [p.name for p in paths if p.name not in rows]
+        if missing:
+            raise DataError(
+                f"{len(missing)} images in {folder} have no row in {attr_file} (e.g. "
+                f"{missing[0]}); use the attribute file that belongs to these images"
+            )
+
+    def prepare(im: Image.Image) -> Image.Image:
+        # The crop box scales with the image, so re-encoded smaller copies crop alike. Crop to
+        # the whole pixels around it first so that LANCZOS never reads pixels outside it.
+        w, h = im.size
+        sx, sy = w / _CELEBA_FULL[0], h / _CELEBA_FULL[1]
+        left, top, right, bottom = (v * s for v, s in zip(_CELEBA_BOX, (sx, sy, sx, sy)))
+        outer = (math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom))
+        box = (left - outer[0], top - outer[1], right - outer[0], bottom - outer[1])
+        return im.convert("RGB").crop(outer).resize((size, size), Image.LANCZOS, box=box)
+
+    x, kept = _read_images(paths, prepare, on_bad_image, limit)
+    if names is None:
+        return Arrays(x, sized=True)
+    values = []
+    for i in kept:
+        row = rows[paths[i].name].split()
+        if len(row) != len(names):
+            raise DataError(
+                f"{attr_file}: the row of {paths[i].name} has {len(row)} values for "
+                f"{len(names)} attributes; use an unmodified list_attr_celeba.txt"
+            )
+        values.append(row)
+    try:
+        attrs = np.array(values, dtype=np.int64) == 1  # -1 = no, 1 = yes
+    except ValueError as e:
+        raise DataError(f"{attr_file} has a non-numeric attribute value ({e}); fix it") from e
+    return Arrays(x, attrs=attrs, attr_names=names, sized=True)
+
+
+def read_image_files(paths: Sequence[str | Path], shape: tuple[int, int, int]) -> torch.Tensor:
+    """A user's own image files as uint8 ``(N, C, H, W)`` of the model's ``shape``: each is
+    converted to grayscale or RGB and resized (LANCZOS) to ``H x W``.
+
+    Raises:
+        DataError: for a file that is missing or cannot be decoded, naming it.
+    """
+    c, h, w = shape
+    paths = [Path(p).expanduser() for p in paths]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"image file {path} does not exist; check the path")
+
+    def prepare(im: Image.Image) -> Image.Image:
+        return im.convert("L" if c == 1 else "RGB").resize((w, h), Image.LANCZOS)
+
+    x, _ = _read_images(paths, prepare, "error", None, fix="give a PNG or JPEG image")
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # (N, C, H, W)
