@@ -1,4 +1,5 @@
-"""Shared helpers for the tests: float64 by default and parameter randomisation."""
+"""Shared helpers for the tests: float64 by default (``float32`` fixture for training),
+parameter randomisation, small real data, and running the command line in-process."""
 
 from __future__ import annotations
 
@@ -42,6 +43,14 @@ def _float64_and_seed():
     torch.set_default_dtype(old)
 
 
+@pytest.fixture
+def float32():
+    """Float32 default dtype, for tests that train or run the command line as users do."""
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(torch.float64)
+
+
 def shared_npz(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.exists():
@@ -81,3 +90,29 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def main_in_process(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``glowflow ARGS...`` through ``glowflow.cli.main`` in this process (float32, as the
+    command runs), its exit code and stderr captured like :func:`run_cli`'s."""
+    import contextlib
+    import io
+    import os
+
+    from glowflow.cli import main
+
+    old_dtype, old_cwd = torch.get_default_dtype(), os.getcwd()
+    torch.set_default_dtype(torch.float32)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's own errors
+                code = e.code
+    finally:
+        os.chdir(old_cwd)
+        torch.set_default_dtype(old_dtype)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())

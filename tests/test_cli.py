@@ -6,7 +6,10 @@ import json
 
 import pytest
 from conftest import assert_one_line_error as one_line_error
+from conftest import main_in_process
 from conftest import run_cli as glowflow
+
+from glowflow import cli
 
 SMALL = ["--levels", 2, "--depth", 1, "--hidden-channels", 8, "--batch-size", 16,
          "--init-batch-size", 32, "--log-every", 1, "--n-samples", 4]  # fmt: skip
@@ -40,14 +43,32 @@ def test_train_then_eval_smoke(digits_npz, tmp_path):
 
 
 def test_dry_run_prints_resolved_config(tmp_path):
-    r = glowflow("train", "--dry-run", "--preset", "cifar10", "--lr", "0.002", cwd=tmp_path)
+    r = main_in_process("train", "--dry-run", "--preset", "cifar10", "--lr", "0.002", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     cfg = json.loads(r.stdout)
     assert cfg["depth"] == 32 and cfg["hidden_channels"] == 512 and cfg["lr"] == 0.002
     assert cfg["optimizer"] == "adamax"
     assert not (tmp_path / "runs").exists()
-    r = glowflow("train", "--dry-run", cwd=tmp_path)
-    assert json.loads(r.stdout)["dataset"] == "mnist-mini"
+    r = main_in_process("train", "--dry-run", cwd=tmp_path)
+    cfg = json.loads(r.stdout)
+    assert cfg["dataset"] == "mnist-mini" and cfg["max_time"] == 4.0  # the default run's budget
+
+
+def test_help_states_the_default_run_budget():
+    r = main_in_process("train", "--help")
+    assert r.returncode == 0
+    assert "(default: 4 on mnist-mini without another budget, else none)" in " ".join(
+        r.stdout.split()
+    )
+
+
+def test_a_bug_is_not_shown_as_a_user_mistake(monkeypatch, tmp_path):
+    def broken(args):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main_in_process("train", "--dry-run", cwd=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -65,6 +86,6 @@ def test_dry_run_prints_resolved_config(tmp_path):
     ],
 )  # fmt: skip
 def test_user_mistakes_get_one_line_errors(args, fragments, tmp_path):
-    r = glowflow(*args, cwd=tmp_path)
+    r = main_in_process(*args, cwd=tmp_path)
     one_line_error(r, *fragments)
     assert not any((tmp_path / "runs").glob("*/checkpoint.pt"))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
-from conftest import assert_one_line_error, run_cli
+import pytest
+from conftest import assert_one_line_error, main_in_process, run_cli
 
 
+@pytest.mark.slow
 def test_compare_runs_each_combination_once_and_writes_curves(digits_npz, tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", "--dataset", f"npz:{digits_npz}", "--permutations", "reverse,lu",
@@ -31,8 +33,8 @@ def test_compare_runs_each_combination_once_and_writes_curves(digits_npz, tmp_pa
 
 
 def test_compare_rejects_unknown_choices(tmp_path):
-    r = run_cli("compare", "--dataset", "mnist-mini", "--permutations", "lu,random",
+    r = main_in_process("compare", "--dataset", "mnist-mini", "--permutations", "lu,random",
                 "--steps", 1, "--out", tmp_path)  # fmt: skip
     assert_one_line_error(r, "unknown permutation 'random'", "reverse")
-    r = run_cli("compare", "--dataset", "mnist-mini", "--out", tmp_path)
+    r = main_in_process("compare", "--dataset", "mnist-mini", "--out", tmp_path)
     assert_one_line_error(r, "--max-time")

@@ -64,8 +64,9 @@ def losses(run_dir):
     return [r["loss"] for r in records if "loss" in r], [r for r in records if "val_bpd" in r]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("float32")
 def test_two_processes_equal_one_process_on_the_same_global_batch(digits_npz, tmp_path):
-    torch.set_default_dtype(torch.float32)
     cfg = config(digits_npz, batch_size=8)
     mp.spawn(_worker, args=(2, free_port(), cfg, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -94,6 +95,7 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(digits_npz, tm
     assert resumed.run()["step"] == 6
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_elastic_restart_after_a_killed_process_resumes_from_the_last_checkpoint(
     digits_npz, tmp_path

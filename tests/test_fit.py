@@ -12,8 +12,9 @@ from glowflow import Glow, preprocess
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("float32")
+@pytest.mark.slow
 def test_short_fit_lowers_nll_of_real_digits():
-    torch.set_default_dtype(torch.float32)
     with resources.files("glowflow").joinpath("assets/mnist_mini.npz").open("rb") as f:
         images = torch.from_numpy(np.load(f)["x"][:2048]).permute(0, 3, 1, 2)  # (N, 1, 28, 28)
     train, held_out = images[:1792], images[1792:]

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     npz = root / "digits.npz"
     np.savez(npz, x=x, y=y, attrs=attrs, attr_names=np.array(["Odd", "Big"]))
     old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
+    torch.set_default_dtype(torch.float32)  # module-scoped: the float32 fixture cannot serve
     cfg = TrainConfig(
         dataset=f"npz:{npz}", levels=2, depth=2, hidden_channels=16, batch_size=16,
         init_batch_size=64, val_fraction=0, steps=30, n_samples=4, device="cpu",
@@ -51,8 +51,8 @@ def load(run):
     return model_from_checkpoint(run)[0]
 
 
+@pytest.mark.usefixtures("float32")
 def test_seeded_samples_do_not_depend_on_the_batch(trained):
-    torch.set_default_dtype(torch.float32)
     model = load(trained[0])
     together = sample_images(model, [3, 4, 5], temperature=0.7)
     alone = sample_images(model, [4], temperature=0.7)
@@ -62,8 +62,8 @@ def test_seeded_samples_do_not_depend_on_the_batch(trained):
     assert not torch.equal(together[0], together[1])
 
 
+@pytest.mark.usefixtures("float32")
 def test_reconstruction_is_exact_and_manipulation_moves_images(trained):
-    torch.set_default_dtype(torch.float32)
     model = load(trained[0])
     x, y = digits(8)
     images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
@@ -74,8 +74,8 @@ def test_reconstruction_is_exact_and_manipulation_moves_images(trained):
     assert (rows[:, 0].int() - images.int()).abs().float().mean() > 1
 
 
+@pytest.mark.usefixtures("float32")
 def test_interpolation_has_reconstructions_at_both_ends(trained):
-    torch.set_default_dtype(torch.float32)
     model = load(trained[0])
     x, _ = digits(4)
     images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
@@ -188,8 +188,8 @@ def test_cli_attribute_without_negatives(trained, tmp_path):
     one_line_error(r, "96 images with it and 0 without")
 
 
+@pytest.mark.usefixtures("float32")
 def test_reconstruction_check_uses_the_models_bit_depth(tmp_path):
-    torch.set_default_dtype(torch.float32)
     x, y = digits()
     npz = tmp_path / "d.npz"
     np.savez(npz, x=x, y=y)

@@ -110,7 +110,11 @@ def test_temperature_scales_the_latent():
     model = tiny_model()
     eps = torch.randn(2, 48)
     assert torch.allclose(model.decode(eps, temperature=0.5), model.inverse(eps * 0.5)[0])
-    assert torch.allclose(model.decode(eps * 0, temperature=0.7), model.decode(eps, temperature=0))
+    # encoding a decoded sample gives back the scaled latent: T * eps, for several T
+    for t in (0.0, 0.3, 0.7, 1.0):
+        assert torch.allclose(model.encode(model.decode(eps, temperature=t)), t * eps, atol=1e-9)
+    # and T = 0 is the image of the prior's mode, the same for every eps
+    assert torch.allclose(model.decode(eps, temperature=0)[0], model.decode(eps, temperature=0)[1])
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert torch.equal(model.sample(2, generator=g1), model.sample(2, generator=g2))
     assert model.sample(5, temperature=0.7).shape == (5, 3, 4, 4)

@@ -48,8 +48,8 @@ def test_memory_saving_initialises_actnorm_on_first_training_forward():
     assert model.is_initialized
 
 
+@pytest.mark.usefixtures("float32")
 def test_bf16_autocast_runs_couplings_low_and_keeps_the_rest_float32():
-    torch.set_default_dtype(torch.float32)
     torch.manual_seed(0)
     model = Glow((3, 8, 8), levels=2, depth=2, hidden_channels=16)
     x = torch.rand(8, 3, 8, 8) - 0.5

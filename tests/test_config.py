@@ -1,0 +1,75 @@
+"""Config: validation, presets, and one vocabulary for validation and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from glowflow import config as C
+from glowflow.cli import build_parser
+from glowflow.errors import ConfigError, GlowflowError
+
+
+def test_bad_model_values_are_config_errors():
+    with pytest.raises(ConfigError, match="coupling must be one of affine, additive"):
+        C.GlowConfig(coupling="mixed")
+    with pytest.raises(ConfigError, match=r"not divisible by 2\*\*levels = 8"):
+        C.GlowConfig((3, 20, 20), levels=3)
+    with pytest.raises(ConfigError, match="n_bits"):
+        C.GlowConfig(n_bits=9)
+    with pytest.raises(ConfigError, match="unknown GlowConfig fields"):
+        C.GlowConfig.from_dict({"depht": 3})
+    assert issubclass(ConfigError, GlowflowError) and issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [("optimizer", "sgd", "optimizer"), ("lr_schedule", "step", "lr_schedule"),
+     ("precision", "fp16", "precision"), ("on_bad_image", "ignore", "on_bad_image"),
+     ("permutation", "random", "permutation"), ("batch_size", 0, "batch_size"),
+     ("ema_decay", 1.0, "ema_decay")],
+)  # fmt: skip
+def test_bad_training_values_are_config_errors(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        C.TrainConfig(**{field: value})
+
+
+def test_model_config_carries_every_model_option():
+    cfg = C.TrainConfig(
+        levels=2, depth=5, hidden_channels=7, coupling="additive", permutation="reverse",
+        learn_top=False, n_bits=5, memory_saving=True,
+    )  # fmt: skip
+    model = cfg.model_config((1, 8, 8), num_classes=10)
+    for name in C.MODEL_OPTIONS:
+        assert getattr(model, name) == getattr(cfg, name), name
+    assert model.image_shape == (1, 8, 8) and model.num_classes is None  # not y_condition
+    assert dataclasses.replace(cfg, y_condition=True).model_config((1, 8, 8), 10).num_classes == 10
+    assert set(C.MODEL_OPTIONS) == {f.name for f in dataclasses.fields(C.GlowConfig)} - {
+        "image_shape", "num_classes"}  # fmt: skip
+
+
+def test_training_presets_match_the_model_presets():
+    for name, values in C.TRAIN_PRESETS.items():
+        model = C.PRESETS[name]
+        for option in C.MODEL_OPTIONS:
+            assert values[option] == getattr(model, option), (name, option)
+        C.TrainConfig(**values)  # every preset is a valid config
+
+
+def _choices(command: str) -> dict[str, tuple]:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices[command]
+    return {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
+
+
+def test_the_command_line_offers_exactly_the_config_vocabularies():
+    choices = _choices("train")
+    assert choices["coupling"] == C.COUPLINGS
+    assert choices["permutation"] == C.PERMUTATIONS
+    assert choices["optimizer"] == C.OPTIMIZERS
+    assert choices["lr_schedule"] == C.LR_SCHEDULES
+    assert choices["precision"] == C.PRECISIONS
+    assert choices["on_bad_image"] == C.ON_BAD_IMAGE
+    assert tuple(choices["preset"]) == tuple(sorted(C.TRAIN_PRESETS))
