@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
-import tempfile
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -37,10 +35,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from glowflow.checkpoint import model_from_checkpoint
+from glowflow.checkpoint import atomic_write, model_from_checkpoint
 from glowflow.config import GlowConfig
 from glowflow.errors import GlowflowError, first_line
 from glowflow.model import Glow
+from glowflow.modelcard import CARD_KEYS, render_model_card
 
 PathLike = Union[str, os.PathLike]
 
@@ -54,21 +53,6 @@ ATTRIBUTES_FILE = "attributes.safetensors"
 HUB_FILES = (CONFIG_FILE, WEIGHTS_FILE, ATTRIBUTES_FILE, CARD_FILE)
 HUB_EXTRA = "pip install 'glowflow[hub]'"
 
-#: The facts a model card can state; each is optional and only given facts are written.
-CARD_KEYS = (
-    "name",  # title of the card (default: the folder's name)
-    "repo_id",  # the Hub id used in the "How to use" snippet (default: the folder's name)
-    "license",  # licence of the weights, an SPDX-like Hub identifier such as "mit"
-    "dataset",  # what it was trained on
-    "data_license",  # the data set's licence
-    "heldout",  # description of the held-out images
-    "heldout_images",  # how many held-out images
-    "heldout_bpd",  # bits/dim measured on them
-    "train_command",  # the command that trained it
-    "steps",  # optimisation steps
-    "wall_time_min",  # training wall time in minutes
-    "notes",  # free text
-)
 
 _STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -86,21 +70,7 @@ def _one_line(text: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``, so a
-    crash leaves either the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def storage_dtype(
@@ -115,7 +85,7 @@ def storage_dtype(
     return _STORAGE_DTYPES[name]
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -322,102 +292,6 @@ def _check_card(card: dict[str, Any] | None, directory: Path) -> dict[str, Any]:
     return {k: v for k, v in card.items() if v is not None and v != ""}
 
 
-def _yaml_scalar(value: Any) -> str:
-    text = str(value)
-    # plain identifiers stay bare; anything else becomes a JSON string, which is valid YAML
-    return text if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", text) else json.dumps(text)
-
-
-def architecture(config: GlowConfig) -> str:
-    """One line describing the architecture, as the model card states it."""
-    c, h, w = config.image_shape
-    parts = [
-        f"L={config.levels} levels",
-        f"K={config.depth} flow steps per level",
-        f"width {config.hidden_channels}",
-        f"{config.coupling} coupling",
-        f"{config.permutation} permutation",
-        "learned top prior" if config.learn_top else "standard normal top prior",
-        f"{config.n_bits}-bit colour",
-        f"images {c}x{h}x{w} (D = {config.num_dims})",
-    ]
-    if config.num_classes is not None:
-        parts.append(f"class-conditional on {config.num_classes} classes")
-    return ", ".join(parts)
-
-
-def render_model_card(config: GlowConfig, card: dict[str, Any], dtype: str = "float32") -> bytes:
-    """A Hub model card (``README.md``): YAML front matter, then one line per given fact."""
-    front = ["---", "library_name: glowflow"]
-    if "license" in card:
-        front.append(f"license: {_yaml_scalar(card['license'])}")
-    front += ["tags:", "- glow", "- normalizing-flow", "- generative", "---"]
-
-    model = [
-        f"- Architecture: {architecture(config)}",
-        f"- Weights: `{WEIGHTS_FILE}`, {dtype}",
-    ]
-    if "license" in card:
-        model.append(f"- Licence of the weights: {card['license']}")
-    data = []
-    if "dataset" in card:
-        data.append(f"- Data set: {card['dataset']}")
-    if "data_license" in card:
-        data.append(f"- Data licence: {card['data_license']}")
-    evaluation = []
-    if "heldout" in card:
-        evaluation.append(f"- Held-out images: {card['heldout']}")
-    if "heldout_images" in card:
-        evaluation.append(f"- Number of held-out images: {card['heldout_images']}")
-    if "heldout_bpd" in card:
-        bpd = card["heldout_bpd"]
-        bpd = f"{bpd:.3f}" if isinstance(bpd, float) else bpd
-        evaluation.append(f"- Bits per dimension on the held-out images: {bpd}")
-    training = []
-    if "train_command" in card:
-        training.append(f"- Command: `{card['train_command']}`")
-    if "steps" in card:
-        training.append(f"- Steps: {card['steps']}")
-    if "wall_time_min" in card:
-        minutes = card["wall_time_min"]
-        minutes = f"{minutes:.1f}" if isinstance(minutes, float) else minutes
-        training.append(f"- Wall time: {minutes} minutes")
-
-    name = str(card.get("repo_id") or card.get("name") or "NAME")
-    usage = [
-        "```python",
-        "import glowflow",
-        "",
-        f'model = glowflow.Glow.from_pretrained("{name}")  # eval mode, on the CPU',
-        "images = glowflow.postprocess(model.sample(16, temperature=0.7))  # uint8 images",
-        "```",
-        "",
-        "```bash",
-        f"glowflow sample --checkpoint {shlex.quote(name)} --seeds 0-63 --temperature 0.7 "
-        "--out samples.png",
-        "```",
-    ]
-    body = [
-        f"# {card.get('name') or name}",
-        "",
-        "A Glow normalizing flow (Kingma & Dhariwal, 2018) for images, made with glowflow: "
-        "an exact log-likelihood, sampling at any temperature, and an invertible latent space.",
-    ]
-    sections = [
-        ("Model", model),
-        ("Data", data),
-        ("Evaluation", evaluation),
-        ("Training", training),
-        ("Notes", [str(card["notes"])] if "notes" in card else []),
-        ("How to use", usage),
-    ]
-    for title, lines in sections:
-        if lines:
-            body += ["", f"## {title}", "", *lines]
-    return ("\n".join(front + [""] + body) + "\n").encode("utf-8")
-
-
-# --------------------------------------------------------------------------------- names
 def bundled_root() -> Path:
     """The folder of the models that ship inside the package (it may not exist)."""
     return Path(str(resources.files("glowflow") / "models"))
@@ -500,7 +374,7 @@ def read_pretrained_config(directory: PathLike) -> tuple[GlowConfig, dict[str, A
     """The model config of a pretrained folder and its ``"glowflow"`` metadata."""
     path = Path(directory) / CONFIG_FILE
     fix = "re-export the model with save_pretrained"
-    data = _read_json(path, fix)
+    data = read_json(path, fix)
     meta = data.pop("glowflow", None)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise PretrainedError(f"{path} is not a glowflow pretrained config (no 'glowflow' entry)")
@@ -661,91 +535,3 @@ def push_to_hub(
 
 
 # --------------------------------------------------------------------------------- export
-def train_command(train: dict[str, Any]) -> str:
-    """The ``glowflow train`` command of a run's training options, showing only the options
-    that differ from their defaults."""
-    from glowflow.training import TrainConfig
-
-    defaults = TrainConfig().to_dict()
-    words = ["glowflow", "train"]
-    for key, default in defaults.items():
-        if key not in train or train[key] == default or train[key] is None:
-            continue
-        value = train[key]
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(flag if value else "--no-" + key.replace("_", "-"))
-        else:
-            words += [flag, shlex.quote(str(value))]
-    return " ".join(words)
-
-
-def _run_card(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
-    """Model card facts a run folder records: data set, command, steps, time, validation."""
-    facts: dict[str, Any] = {}
-    fix = "fix or delete it"
-    config = _read_json(run_dir / "config.json", fix) if (run_dir / "config.json").exists() else {}
-    summary = (
-        _read_json(run_dir / "summary.json", fix) if (run_dir / "summary.json").exists() else {}
-    )
-    train = config.get("train")
-    if isinstance(train, dict):
-        facts["train_command"] = train_command(train)
-        if train.get("dataset"):
-            facts["dataset"] = train["dataset"]
-    step = summary.get("step", state.get("step"))
-    if step is not None:
-        facts["steps"] = step
-    elapsed = summary.get("elapsed_s", state.get("elapsed"))
-    if isinstance(elapsed, (int, float)):
-        facts["wall_time_min"] = round(elapsed / 60, 1)
-    if isinstance(summary.get("val_bpd"), (int, float)):
-        facts["heldout"] = "the run's validation split (never trained on)"
-        facts["heldout_bpd"] = float(summary["val_bpd"])
-        val_images = (config.get("data") or {}).get("val_images")
-        if val_images:
-            facts["heldout_images"] = val_images
-    return facts
-
-
-def export_run(
-    run_dir: PathLike,
-    out_dir: PathLike,
-    *,
-    dtype: torch.dtype | str = "float32",
-    card: dict[str, Any] | None = None,
-    attributes: dict[str, Any] | None = None,
-) -> Path:
-    """Turn a training run's EMA weights into a pretrained folder ready for the Hub.
-
-    The model card is filled from the run (``summary.json``, ``config.json`` and the
-    checkpoint: steps, wall time, the ``glowflow train`` command, the data set, validation
-    bits/dim), then ``card`` overrides any of those facts. ``class_names``, ``attr_names`` and
-    the step go into ``config.json``'s metadata.
-
-    Args:
-        run_dir: a folder written by ``glowflow train``.
-        out_dir: a new or empty folder, or a pretrained folder to replace.
-        dtype: ``"float32"`` or ``"float16"`` (half the size).
-        card, attributes: see :func:`save_pretrained`.
-    """
-    run_dir = Path(run_dir).expanduser()
-    out_dir = Path(out_dir).expanduser()
-    stored = storage_dtype(dtype)
-    if not (run_dir / "checkpoint.pt").is_file():
-        raise PretrainedError(
-            f"{run_dir / 'checkpoint.pt'} does not exist; pass a run folder of glowflow train"
-        )
-    if out_dir.exists() and out_dir.resolve() == run_dir.resolve():
-        raise PretrainedError(f"cannot export {run_dir} into itself; choose another out_dir")
-    model, state = model_from_checkpoint(run_dir, "cpu", ema=True)
-    facts = {**_run_card(run_dir, state), **(card or {})}
-    data = state.get("data") or {}
-    metadata = {
-        "class_names": data.get("class_names"),
-        "attr_names": data.get("attr_names"),
-        "step": state.get("step"),
-    }
-    return save_pretrained(
-        model, out_dir, card=facts, dtype=stored, attributes=attributes, metadata=metadata
-    )

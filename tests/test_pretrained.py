@@ -17,6 +17,7 @@ from glowflow import Glow, preprocess
 from glowflow import pretrained as pt
 from glowflow.checkpoint import save_checkpoint
 from glowflow.errors import GlowflowError
+from glowflow.export import export_run
 from glowflow.pretrained import PretrainedError
 
 
@@ -426,7 +427,7 @@ def test_export_run_writes_a_loadable_folder_with_the_runs_facts(tmp_path):
     run = tmp_path / "run"
     _, ema = make_run(run)
     _, x = tiny_model()
-    out = pt.export_run(run, tmp_path / "export", card={"license": "mit"})
+    out = export_run(run, tmp_path / "export", card={"license": "mit"})
 
     stored = read_weights(out / pt.WEIGHTS_FILE)  # the EMA weights, in float32
     assert all(torch.equal(stored[k], v.float()) for k, v in ema.state_dict().items())
@@ -447,7 +448,7 @@ def test_export_run_writes_a_loadable_folder_with_the_runs_facts(tmp_path):
     assert f"`{command}`" in card
 
     # Exporting again replaces the pretrained folder; the caller's facts win over the run's.
-    pt.export_run(run, out, dtype="float16", card={"steps": 1234})
+    export_run(run, out, dtype="float16", card={"steps": 1234})
     assert "- Steps: 1234" in (out / "README.md").read_text()
     assert json.loads((out / "config.json").read_text())["glowflow"]["dtype"] == "float16"
 
@@ -456,12 +457,12 @@ def test_export_run_errors(tmp_path):
     run = tmp_path / "run"
     make_run(run)
     with pytest.raises(PretrainedError) as e:
-        pt.export_run(run, tmp_path / "out", dtype="float64")
+        export_run(run, tmp_path / "out", dtype="float64")
     assert_one_line(e, "float16", "float32")
     with pytest.raises(PretrainedError) as e:
-        pt.export_run(run, run)
+        export_run(run, run)
     assert_one_line(e, str(run))
     with pytest.raises(PretrainedError) as e:
-        pt.export_run(tmp_path / "nowhere", tmp_path / "out")
+        export_run(tmp_path / "nowhere", tmp_path / "out")
     assert_one_line(e, "checkpoint.pt")
     assert not (tmp_path / "out").exists()

@@ -9,7 +9,8 @@ from glowflow.checkpoint import model_from_checkpoint
 from glowflow.cli.common import info, progress_bar
 from glowflow.datasets import load_dataset
 from glowflow.evaluate import evaluate_bpd
-from glowflow.pretrained import export_run, push_to_hub
+from glowflow.export import export_run
+from glowflow.pretrained import push_to_hub
 from glowflow.rundir import RunDir
 
 
