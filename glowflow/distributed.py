@@ -148,6 +148,16 @@ def all_max(values: list[float], info: DistInfo, device: torch.device) -> list[f
     return t.tolist()
 
 
+def wrap(module: torch.nn.Module, device: torch.device, unused_parameters: bool):
+    """``module`` in DistributedDataParallel (which also broadcasts rank 0's weights);
+    ``unused_parameters`` when some parameters get no gradient (an idle classifier)."""
+    return torch.nn.parallel.DistributedDataParallel(
+        module,
+        device_ids=[device] if device.type == "cuda" else None,
+        find_unused_parameters=unused_parameters,
+    )
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

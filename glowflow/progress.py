@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterable
+
+from tqdm.auto import tqdm
+
+
+def progress_bar(desc: str) -> Callable[[Iterable, int], Iterable]:
+    """A function that wraps an iterable of ``n`` items in a progress bar named ``desc``."""
+
+    def bar(it: Iterable, n: int) -> Iterable:
+        return tqdm(it, total=n, desc=desc, leave=False)
+
+    return bar
 
 
 class TrainingProgress:
@@ -26,8 +37,6 @@ class TrainingProgress:
         self.postfix: dict[str, str] = {}
         if not enabled:
             return
-        from tqdm.auto import tqdm  # only where a bar is shown
-
         if self.by_time:
             self.bar = tqdm(
                 total=round(budget_s),

@@ -29,7 +29,8 @@ from glowflow.interrupt import CtrlC
 from glowflow.latents import sample_images
 from glowflow.model import Glow
 from glowflow.objective import bits_per_dim
-from glowflow.progress import TrainingProgress
+from glowflow.optim import load_optimizer_state, make_optimizer, step_unless
+from glowflow.progress import TrainingProgress, progress_bar
 from glowflow.rundir import RunDir
 from glowflow.schedule import learning_rate, total_steps
 from glowflow.steplog import LogWindow, MetricsLog, PendingSteps, StepResult, TrainError
@@ -82,13 +83,17 @@ class Trainer:
         self.total_steps = total_steps(c, self.order.steps_per_epoch)
         state = load_checkpoint(self.folder.checkpoint) if resume else None
         torch.manual_seed(c.seed)
-        self.model = Glow.from_config(self._model_config(state, num_classes)).to(self.device)
+        shape = self.train_data.image_shape
+        model_config = (
+            c.model_config(shape, num_classes) if state is None else saved_model(state, shape)
+        )
+        self.model = Glow.from_config(model_config).to(self.device)
         if c.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.objective: nn.Module = _Objective(self.model)
         self.compiled = False
         # fused Adam can skip a step on the device (found_inf), so the loop never waits for it
-        self.optimizer, self.fused = _make_optimizer(c.optimizer, self.model, c.lr)
+        self.optimizer, self.fused = make_optimizer(c.optimizer, self.model, c.lr)
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
         self.step, self.elapsed = 0, 0.0
         self.pending = PendingSteps(c.max_nan_steps)
@@ -100,26 +105,10 @@ class Trainer:
             self.folder.start(self._record(), overwrite=overwrite and not resume)
 
     # ------------------------------------------------------------------ setup
-    def _model_config(self, state: dict | None, num_classes: int | None) -> GlowConfig:
-        shape = self.train_data.image_shape
-        if state is None:
-            return self.cfg.model_config(shape, num_classes)
-        saved = GlowConfig.from_dict(state["model_config"])
-        if saved.image_shape != shape:
-            raise ConfigError(
-                f"the checkpoint's model takes images {saved.image_shape}, the data set gives "
-                f"{shape}; use the run's own data options"
-            )
-        return saved
-
     def _restore(self, state: dict[str, Any]) -> None:
         try:
             self.model.load_state_dict(state["model"])
-            saved = state["optimizer"]
-            for group in saved.get("param_groups", []):  # this run's choice, set before
-                if "fused" in group:  # loading so torch places the state to suit it
-                    group["fused"] = self.fused or None
-            self.optimizer.load_state_dict(saved)
+            load_optimizer_state(self.optimizer, state["optimizer"], self.fused)
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
             self.step = int(state["step"])
@@ -194,14 +183,7 @@ class Trainer:
         skipped = ~(torch.isfinite(grad_norm) & torch.isfinite(totals).all())
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(c, step, self.elapsed, self.total_steps)
-        if self.fused:
-            self.optimizer.found_inf = skipped.to(torch.float32)
-            try:
-                self.optimizer.step()
-            finally:
-                del self.optimizer.found_inf
-        elif not skipped.item():
-            self.optimizer.step()
+        step_unless(self.optimizer, self.fused, skipped)
         if self.ema is not None:
             self.ema.update(self.model, self.step, skipped)
         return StepResult(totals[0], totals[1], grad_norm.detach(), skipped)
@@ -282,12 +264,8 @@ class Trainer:
         """Under torchrun: DistributedDataParallel, which also broadcasts rank 0's weights."""
         if not self.dist.enabled or not isinstance(self.objective, _Objective):
             return
-        unused = self.model.config.num_classes is not None and self.cfg.y_weight == 0
-        self.objective = nn.parallel.DistributedDataParallel(
-            self.objective,
-            device_ids=[self.device] if self.device.type == "cuda" else None,
-            find_unused_parameters=unused,  # the classifier is idle without its loss
-        )
+        idle_classifier = self.model.config.num_classes is not None and self.cfg.y_weight == 0
+        self.objective = distributed.wrap(self.objective, self.device, idle_classifier)
         if self.ema is not None and self.step == 0:  # a resumed EMA is kept
             self.ema.reset(self.model)
 
@@ -309,13 +287,8 @@ class Trainer:
     def _evaluate(self, metrics: MetricsLog, final: bool = False) -> float | None:
         if self.val_data is None:
             return None
-        bar = None
-        if final and self.progress and self.dist.is_main:
-            from tqdm.auto import tqdm  # only where a bar is shown
-
-            def bar(it, n):
-                return tqdm(it, total=n, desc="validation", leave=False)
-
+        show = final and self.progress and self.dist.is_main
+        bar = progress_bar("validation") if show else None
         bpd = evaluate_bpd(
             self.eval_model(), self.val_data.images, self.val_data.labels,
             batch_size=self.cfg.eval_batch_size, seed=self.cfg.seed, progress=bar,
@@ -365,6 +338,17 @@ class Trainer:
             metrics.write(record)
 
 
+def saved_model(state: dict[str, Any], image_shape: tuple[int, int, int]) -> GlowConfig:
+    """The model config of a checkpoint being resumed, checked against the data."""
+    saved = GlowConfig.from_dict(state["model_config"])
+    if saved.image_shape != image_shape:
+        raise ConfigError(
+            f"the checkpoint's model takes images {saved.image_shape}, the data set gives "
+            f"{image_shape}; use the run's own data options"
+        )
+    return saved
+
+
 def load_train_val(
     cfg: TrainConfig, global_batch: int
 ) -> tuple[ImageData, ImageData | None, int | None]:
@@ -398,17 +382,6 @@ def load_train_val(
             if part is not None and part.labels is not None:
                 part.check_labels(num_classes)
     return train, val, num_classes
-
-
-def _make_optimizer(name: str, model: nn.Module, lr: float) -> tuple[torch.optim.Optimizer, bool]:
-    """The optimiser, and whether it is fused Adam, which can skip a step on the device
-    (``found_inf``) so the loop never waits for it; other devices and older torch fall back."""
-    if name == "adamax":
-        return torch.optim.Adamax(model.parameters(), lr=lr), False
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True), True
-    except (RuntimeError, ValueError):  # no fused Adam for these parameters' device in this torch
-        return torch.optim.Adam(model.parameters(), lr=lr), False
 
 
 class _Objective(nn.Module):

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from glowflow.datasets import ImageData, load_dataset
 from glowflow.errors import GlowflowError, first_line
@@ -95,12 +94,3 @@ def write_result(out: str, images: torch.Tensor, nrow: int, record: dict) -> Non
     except OSError as e:
         raise UsageError(f"cannot write {png}: {first_line(e)}; choose another --out") from e
     info(f"wrote {png} and {png.with_suffix('.json')}")
-
-
-def progress_bar(desc: str):
-    """A function wrapping an iterable of known length in a progress bar."""
-
-    def bar(it, n):
-        return tqdm(it, total=n, desc=desc, leave=False)
-
-    return bar

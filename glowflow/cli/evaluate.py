@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from glowflow.cli.common import add_data_options, load_data_for, positive_int, progress_bar
+from glowflow.cli.common import add_data_options, load_data_for, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP, load_model
 from glowflow.distributed import resolve_device
 from glowflow.evaluate import evaluate_bpd
+from glowflow.progress import progress_bar
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

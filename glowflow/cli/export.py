@@ -6,11 +6,12 @@ import argparse
 
 from glowflow.attributes import all_directions
 from glowflow.checkpoint import model_from_checkpoint
-from glowflow.cli.common import info, progress_bar
+from glowflow.cli.common import info
 from glowflow.datasets import load_dataset
 from glowflow.evaluate import evaluate_bpd
 from glowflow.export import export_run
 from glowflow.pretrained import push_to_hub
+from glowflow.progress import progress_bar
 from glowflow.rundir import RunDir
 
 

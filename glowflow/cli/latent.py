@@ -16,7 +16,6 @@ from glowflow.cli.common import (
     int_list,
     load_data_for,
     positive_int,
-    progress_bar,
     write_result,
 )  # fmt: skip
 from glowflow.cli.models import CHECKPOINT_HELP, gather_images, load_model, weights_file
@@ -25,6 +24,7 @@ from glowflow.distributed import resolve_device
 from glowflow.latents import interpolate_images, manipulate_images, sample_images
 from glowflow.objective import postprocess, preprocess
 from glowflow.pretrained import load_attributes
+from glowflow.progress import progress_bar
 
 IMAGES_HELP = (
     "indices into --dataset (e.g. 0,4,8 or 0-3) or image files (e.g. face.png); a model "
