@@ -1,0 +1,54 @@
+"""The wheel: the bundled models are inside it, and it stays small enough to ship."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ("mnist", "celeba64")
+MAX_WHEEL_MB = 30
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_bundled_models_and_stays_under_30_mb(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--quiet", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (wheel,) = tmp_path.glob("glowflow-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for model in BUNDLED:
+        for file in ("config.json", "model.safetensors", "README.md"):
+            assert f"glowflow/models/{model}/{file}" in names, (model, file)
+    assert "glowflow/models/celeba64/attributes.safetensors" in names
+    assert "glowflow/assets/mnist_mini.npz" in names
+    size_mb = wheel.stat().st_size / 2**20
+    assert size_mb < MAX_WHEEL_MB, f"the wheel is {size_mb:.1f} MB"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_models_load_by_name_and_never_reinitialise(name):
+    import torch
+
+    from glowflow import Glow, preprocess
+    from glowflow.pretrained import bundled_models
+
+    assert name in bundled_models()
+    model = Glow.from_pretrained(name)
+    assert model.is_initialized and not model.training
+    c, h, w = model.config.image_shape
+    images = torch.randint(0, 2**model.config.n_bits, (2, c, h, w), dtype=torch.uint8)
+    x = preprocess(images * 2 ** (8 - model.config.n_bits), model.config.n_bits,
+                   dequantize=False, dtype=torch.float32).to(torch.get_default_dtype())  # fmt: skip
+    model = model.to(torch.get_default_dtype())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bpd = model.bits_per_dim(x)
+    assert torch.isfinite(bpd).all()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
