@@ -131,37 +131,35 @@ def interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shipped_directions(about: dict) -> dict:
-    """The attribute directions a pretrained model ships with."""
-    shipped = load_attributes(about["pretrained_dir"]) if "pretrained_dir" in about else None
-    if shipped is None:
-        raise UsageError("this model ships no attribute directions: give --dataset SPEC")
-    return shipped
+def _shipped_directions(about: dict) -> dict | None:
+    """The attribute directions a pretrained model ships with (computed on its training data),
+    or None."""
+    return load_attributes(about["pretrained_dir"]) if "pretrained_dir" in about else None
 
 
-def _direction(args, model, about) -> tuple[torch.Tensor, dict, bool, str]:
-    """The attribute's direction: from ``--dataset`` (cached beside the weights) or, without
-    one, from the directions that ship with the model."""
-    if args.dataset:
-        data = load_data_for(args, model)
-        weights = weights_file(args.checkpoint, about)
-        st = weights.stat()
-        kind, _, path = args.dataset.partition(":")
-        data_id = f"{kind}:{Path(path).resolve()}" if path else kind
-        # the key names the exact weights and data, so a retrained model never reuses it
-        key = (f"{weights.name}|{st.st_size}|{st.st_mtime_ns}|step{about.get('step')}|{data_id}"
-               f"|{args.image_size}|{args.pad}|{args.attribute}|{args.max_images}")  # fmt: skip
-        direction, info, cached = cached_direction(
-            model, weights.parent / "attributes.pt", key, data, args.attribute,
-            args.max_images, progress_bar("encoding"),
-        )  # fmt: skip
-        return direction, info, cached, args.attribute
+def _direction(args, model, about) -> tuple[torch.Tensor, dict, str]:
+    """The attribute's direction and where it came from: the model's own, if it ships one for
+    the attribute; else computed over ``--dataset`` (and cached beside the weights)."""
     shipped = _shipped_directions(about)
-    names = shipped["names"]
-    if args.attribute not in names:
-        raise UsageError(f"unknown attribute {args.attribute!r}; choose one of {', '.join(names)}")
-    k = names.index(args.attribute)
-    return shipped["directions"][k], shipped["info"][k], True, args.attribute
+    if shipped is not None and args.attribute in shipped["names"]:
+        k = shipped["names"].index(args.attribute)
+        return shipped["directions"][k], shipped["info"][k], "shipped with the model"
+    if not args.dataset:
+        names = f"; it ships {', '.join(shipped['names'])}" if shipped else ""
+        raise UsageError(f"give --dataset SPEC to compute the {args.attribute!r} direction{names}")
+    data = load_data_for(args, model)
+    weights = weights_file(args.checkpoint, about)
+    st = weights.stat()
+    kind, _, path = args.dataset.partition(":")
+    data_id = f"{kind}:{Path(path).resolve()}" if path else kind
+    # the key names the exact weights and data, so a retrained model never reuses it
+    key = (f"{weights.name}|{st.st_size}|{st.st_mtime_ns}|step{about.get('step')}|{data_id}"
+           f"|{args.image_size}|{args.pad}|{args.attribute}|{args.max_images}")  # fmt: skip
+    direction, info, cached = cached_direction(
+        model, weights.parent / "attributes.pt", key, data, args.attribute,
+        args.max_images, progress_bar("encoding"),
+    )  # fmt: skip
+    return direction, info, "cached" if cached else "computed over --dataset"
 
 
 def manipulate(args: argparse.Namespace) -> int:
@@ -179,12 +177,13 @@ def manipulate(args: argparse.Namespace) -> int:
         return 0
     if not args.attribute:
         raise UsageError("give --attribute (see --list-attributes for the choices)")
-    direction, info, cached, name = _direction(args, model, about)
+    direction, info, source = _direction(args, model, about)
     images, labels, names = gather_images(args, model, args.images)
     rows = manipulate_images(model, images, direction, args.alphas, labels)
     record = {
-        "checkpoint": str(args.checkpoint), "dataset": args.dataset, "attribute": name,
-        "images": names, "alphas": args.alphas, "direction": info, "cached": cached,
+        "checkpoint": str(args.checkpoint), "dataset": args.dataset,
+        "attribute": args.attribute, "images": names, "alphas": args.alphas, "direction": info,
+        "direction_from": source,
     }  # fmt: skip
     if 0.0 in args.alphas:
         n_bits = model.config.n_bits  # compare with the input as the model sees it
