@@ -1,5 +1,7 @@
 """glowflow: Glow (Kingma & Dhariwal, 2018), an exact normalizing flow for images."""
 
+__version__ = "0.1.0"  # first, so that modules importing it never see a half-made package
+
 from glowflow.actnorm import ActNorm
 from glowflow.config import PRESETS, GlowConfig, preset
 from glowflow.coupling import AdditiveCoupling, AffineCoupling, CouplingNet, ZeroConv2d
@@ -9,8 +11,6 @@ from glowflow.model import Glow, Level
 from glowflow.objective import bits_per_dim, postprocess, preprocess, quantize
 from glowflow.prior import SplitPrior, TopPrior, standard_normal_logp
 from glowflow.squeeze import Squeeze, squeeze2d, unsqueeze2d
-
-__version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",

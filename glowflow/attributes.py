@@ -9,7 +9,9 @@ depends on.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -65,6 +67,29 @@ def list_attributes(data: ImageData) -> str:
         lines += [f"class:{n}\t{c} of {len(data)}" for n, c in zip(names, counts)]
         lines.append("class:A-vs-B\tany two classes")
     return "\n".join(lines) or f"{data.name} has no attributes or labels"
+
+
+def cache_entry(
+    weights: Path, step: Any, dataset: str, options: dict[str, Any], beside: bool = True
+) -> tuple[Path, str]:
+    """Where the direction cache of the model in ``weights`` lives, and the key of one entry.
+
+    The key names the exact weights file (size, modification time, step), the data set and
+    every option the direction depends on, so a retrained model never reuses an entry. A run's
+    cache sits beside its checkpoint (``beside``); a pretrained model's in the user's cache
+    folder (``$XDG_CACHE_HOME/glowflow``), never inside an installed package.
+    """
+    weights = weights.expanduser().resolve()
+    st = weights.stat()
+    kind, _, path = dataset.partition(":")
+    data_id = f"{kind}:{Path(path).expanduser().resolve()}" if path else kind
+    key = "|".join([weights.name, str(st.st_size), str(st.st_mtime_ns), f"step{step}", data_id,
+                    *(f"{k}={v}" for k, v in sorted(options.items()))])  # fmt: skip
+    if beside:
+        return weights.parent / "attributes.pt", key
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glowflow"
+    digest = hashlib.sha256(str(weights).encode()).hexdigest()[:16]
+    return root / f"attributes-{digest}.pt", key
 
 
 def cached_direction(
@@ -134,6 +159,8 @@ def all_directions(
     n_neg = len(data) - n_pos
     keep = (n_pos > 0) & (n_neg > 0)
     directions = pos_sum / n_pos[:, None] - (all_sum - pos_sum) / n_neg[:, None]
+    if not keep.any():
+        raise DataError(f"no attribute of {data.name} has images both with and without it")
     names, rows, info = [], [], []
     for k in torch.nonzero(keep).flatten().tolist():
         norm = directions[k].norm().item()

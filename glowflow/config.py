@@ -15,6 +15,9 @@ OPTIMIZERS = ("adam", "adamax")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
 ON_BAD_IMAGE = ("skip", "error")
+BUILTIN_DATASET = "mnist-mini"  # the 10,000 MNIST digits that ship in the package
+#: TrainConfig fields that the library takes but ``glowflow train`` has no flag for.
+LIBRARY_ONLY = ("eval_batch_size", "max_nan_steps")
 
 
 def known_fields(cls: type, d: dict[str, Any], what: str) -> dict[str, Any]:
@@ -143,7 +146,7 @@ class TrainConfig:
     """
 
     # data
-    dataset: str = "mnist-mini"
+    dataset: str = BUILTIN_DATASET
     val_dataset: str | None = None
     val_fraction: float = 0.05
     image_size: int | None = None

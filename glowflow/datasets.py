@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glowflow.config import ON_BAD_IMAGE
+from glowflow.config import BUILTIN_DATASET, ON_BAD_IMAGE
 from glowflow.formats import DataError, load_builtin, load_cifar10, load_mnist, load_npz, resize_all
 from glowflow.imagefiles import CELEBA_SIZE, load_celeba, load_folder
 
 __all__ = ["BUILTIN", "KINDS", "DataError", "ImageData", "describe_specs", "find_label",
            "load_dataset", "split_validation"]  # fmt: skip
 
-BUILTIN = "mnist-mini"
+BUILTIN = BUILTIN_DATASET
 KINDS = ("mnist", "cifar10", "celeba", "folder", "npz")
 _MNIST_PAD = 2  # 28x28 -> 32x32, divisible by 2**levels for the usual 3 levels
 
@@ -93,9 +93,7 @@ class ImageData:
     @property
     def label_names(self) -> list[str]:
         """The name of each class: ``class_names``, else the label values as text."""
-        if self.class_names is not None:
-            return list(self.class_names)
-        return [str(i) for i in range(self.num_classes or 0)]
+        return label_names(self.class_names, self.num_classes or 0)
 
     def label_index(self, text: str) -> int:
         """The label a class name or number stands for.
@@ -107,7 +105,11 @@ class ImageData:
 
     def check_labels(self, num_classes: int | None) -> None:
         """Raise a :class:`DataError` unless every label lies in ``[0, num_classes)``."""
-        if self.labels is None or not len(self.labels) or num_classes is None:
+        if num_classes is None:
+            return
+        if self.labels is None:
+            raise DataError(f"{self.name} has no labels; a class-conditional model needs them")
+        if not len(self.labels):
             return
         lo, hi = int(self.labels.min()), int(self.labels.max())
         if lo < 0 or hi >= num_classes:
@@ -126,6 +128,11 @@ class ImageData:
             class_names=self.class_names,
             name=self.name,
         )
+
+
+def label_names(class_names: list[str] | None, num_classes: int) -> list[str]:
+    """The name of each of ``num_classes`` classes: ``class_names``, else the numbers as text."""
+    return list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
 
 
 def find_label(names: list[str], text: str) -> int:

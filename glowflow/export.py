@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from glowflow.checkpoint import model_from_checkpoint
-from glowflow.config import TrainConfig
+from glowflow.config import LIBRARY_ONLY, TrainConfig
 from glowflow.pretrained import (
     PathLike,
     PretrainedError,
@@ -26,6 +26,8 @@ def train_command(train: dict[str, Any]) -> str:
     words = ["glowflow", "train"]
     for key, default in defaults.items():
         if key not in train or train[key] == default or train[key] is None:
+            continue
+        if key in LIBRARY_ONLY:  # no flag for it
             continue
         value = train[key]
         flag = "--" + key.replace("_", "-")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -151,11 +152,13 @@ class Glow(nn.Module):
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save to a temporary folder and upload it to the Hub repository ``repo_id`` (needs
         ``glowflow[hub]``); ``card`` and ``dtype`` go to :meth:`save_pretrained`."""
-        import tempfile
-
         from glowflow.pretrained import push_to_hub
 
         save_kw = {k: kwargs.pop(k) for k in ("card", "dtype", "attributes") if k in kwargs}
+        card = dict(save_kw.get("card") or {})
+        card.setdefault("repo_id", repo_id)  # not the temporary folder's name
+        card.setdefault("name", repo_id.split("/")[-1])
+        save_kw["card"] = card
         with tempfile.TemporaryDirectory() as tmp:
             return push_to_hub(self.save_pretrained(tmp, **save_kw), repo_id, **kwargs)
 

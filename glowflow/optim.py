@@ -24,6 +24,9 @@ def step_unless(optimizer: torch.optim.Optimizer, fused: bool, skipped: torch.Te
 
     Fused Adam reads the flag on the device as ``found_inf``, as under a gradient scaler, and
     then leaves weights, moments and step count alone; other optimisers read it back.
+    ``found_inf`` is the attribute through which ``torch.amp.GradScaler`` hands fused
+    optimisers its flag: no public argument of ``step()`` takes a device-side skip flag, and
+    using a GradScaler itself would also rescale the loss, which a flow does not need.
     """
     if fused:
         optimizer.found_inf = skipped.to(torch.float32)

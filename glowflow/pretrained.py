@@ -35,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from glowflow import __version__
 from glowflow.checkpoint import atomic_write, model_from_checkpoint
 from glowflow.config import GlowConfig
 from glowflow.errors import GlowflowError, first_line
@@ -54,6 +55,8 @@ HUB_FILES = (CONFIG_FILE, WEIGHTS_FILE, ATTRIBUTES_FILE, CARD_FILE)
 HUB_EXTRA = "pip install 'glowflow[hub]'"
 
 
+#: The storage precisions an export may choose.
+EXPORT_DTYPES = ("float16", "float32")
 _STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -74,7 +77,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def storage_dtype(
-    dtype: torch.dtype | str, allowed: tuple[str, ...] = ("float16", "float32")
+    dtype: torch.dtype | str, allowed: tuple[str, ...] = EXPORT_DTYPES
 ) -> torch.dtype:
     """The torch dtype named by ``dtype`` (a name or a torch dtype), one of ``allowed``."""
     name = str(dtype).replace("torch.", "") if isinstance(dtype, torch.dtype) else str(dtype)
@@ -123,7 +126,7 @@ def _is_pretrained(directory: Path) -> bool:
     return (directory / WEIGHTS_FILE).is_file()
 
 
-def _check_folder(directory: Path) -> None:
+def check_folder(directory: Path) -> None:
     """Check that ``directory`` may be written: new, empty, or a pretrained folder (whose files
     are then replaced). Anything else is refused so that no other data is lost."""
     if directory.exists() and not directory.is_dir():
@@ -188,7 +191,7 @@ def save_pretrained(
     stored = storage_dtype(dtype, tuple(_STORAGE_DTYPES))
     stored_name = str(stored).replace("torch.", "")
     facts = _check_card(card, directory)
-    _check_folder(directory)
+    check_folder(directory)
 
     weights = _tensors_for_storage(model.state_dict(), stored, directory / WEIGHTS_FILE)
     header = {**(metadata or {}), "format": FORMAT, "version": VERSION, "dtype": stored_name}
@@ -202,14 +205,21 @@ def save_pretrained(
     if attributes is not None:
         attr_bytes = _attributes_bytes(attributes, model.num_dims, stored, directory)
 
-    directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / WEIGHTS_FILE, safetensors_bytes(weights, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_FILE, (config_text + "\n").encode("utf-8"))
-    _atomic_write(directory / CARD_FILE, render_model_card(model.config, facts, stored_name))
-    if attributes is not None:
-        _atomic_write(directory / ATTRIBUTES_FILE, attr_bytes)
-    else:  # directions of a model that was here before would not fit this one
-        (directory / ATTRIBUTES_FILE).unlink(missing_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        weights_bytes = safetensors_bytes(weights, metadata={"format": "pt"})
+        _atomic_write(directory / WEIGHTS_FILE, weights_bytes)
+        _atomic_write(directory / CONFIG_FILE, (config_text + "\n").encode("utf-8"))
+        _atomic_write(directory / CARD_FILE, render_model_card(model.config, facts, stored_name))
+        if attributes is not None:
+            _atomic_write(directory / ATTRIBUTES_FILE, attr_bytes)
+        else:  # directions of a model that was here before would not fit this one
+            (directory / ATTRIBUTES_FILE).unlink(missing_ok=True)
+    except OSError as e:
+        raise PretrainedError(
+            f"cannot write the pretrained folder {directory}: {_one_line(first_line(e))}; "
+            f"free space or choose another folder"
+        ) from e
     return directory
 
 
@@ -316,8 +326,6 @@ def _import_hub(what: str) -> ModuleType:
 def _download(repo_id: str) -> Path:
     """The snapshot of a Hub repo's pretrained files, from the local cache or the network."""
     hub = _import_hub(f"downloading {repo_id} from the Hugging Face Hub")
-    from glowflow import __version__
-
     try:
         folder = hub.snapshot_download(
             repo_id,
@@ -344,12 +352,23 @@ def resolve_pretrained(
     """
     name = str(name_or_path)
     path = Path(name).expanduser()
-    if path.is_dir() and _is_pretrained(path):
-        return path
     bundled = bundled_models()
+    listed = ", ".join(bundled) if bundled else "none"
+    if path.exists():  # an existing path always wins, as in load_model
+        if path.is_dir() and _is_pretrained(path):
+            return path
+        raise PretrainedError(
+            f"{_one_line(name)} is not a pretrained folder (it holds no {WEIGHTS_FILE}); pass "
+            f"a folder written by save_pretrained, a bundled model ({listed}) or a Hub id"
+        )
     if name in bundled:
         return bundled_root() / name
-    if _HUB_ID.match(name) and not path.exists():
+    if _HUB_ID.match(name) and path.parent.is_dir() and str(path.parent) not in ("", "."):
+        raise PretrainedError(
+            f"{_one_line(name)} does not exist (and {path.parent} is a local folder, so it is "
+            f"no Hub id); check the path"
+        )
+    if _HUB_ID.match(name):
         folder = Path(download(name) if download is not None else _download(name))
         if not _is_pretrained(folder):
             raise PretrainedError(
@@ -357,12 +376,6 @@ def resolve_pretrained(
                 f"written by save_pretrained?"
             )
         return folder
-    listed = ", ".join(bundled) if bundled else "none"
-    if path.exists():
-        raise PretrainedError(
-            f"{_one_line(name)} is not a pretrained folder (it holds no {WEIGHTS_FILE}); pass "
-            f"a folder written by save_pretrained, a bundled model ({listed}) or a Hub id"
-        )
     raise PretrainedError(
         f"no model named {_one_line(name)!r}: not a local folder, not a bundled model "
         f"(bundled: {listed}), and not a Hub id user/repo"
@@ -457,7 +470,7 @@ def load_model(
 ) -> tuple[Glow, dict[str, Any]]:
     """The model named by a command's ``--checkpoint``, in eval mode, and what is known of it.
 
-    ``spec`` is a run folder (holding ``checkpoint.pt``) or a ``.pt`` checkpoint, read with
+    ``spec`` is a run folder (holding ``checkpoint.pt``) or a checkpoint file, read with
     :func:`glowflow.checkpoint.model_from_checkpoint` (the EMA weights unless ``ema=False``;
     the info is the checkpoint's contents); or a pretrained folder, bundled name or Hub id,
     read with :func:`load_pretrained` (its weights are whatever was exported, so ``ema`` does
@@ -470,12 +483,11 @@ def load_model(
     """
     path = Path(spec).expanduser()
     if path.exists():
-        is_run = path.is_dir() and (path / "checkpoint.pt").is_file()
-        if is_run or (path.is_file() and path.suffix in (".pt", ".pth")):
+        if path.is_file() or (path / "checkpoint.pt").is_file():  # a checkpoint or run folder
             return model_from_checkpoint(path, map_location, ema)
         if not (path.is_dir() and _is_pretrained(path)):
             raise PretrainedError(
-                f"{path} is neither a run folder (with checkpoint.pt), a .pt checkpoint nor a "
+                f"{path} is neither a run folder (with checkpoint.pt), a checkpoint file nor a "
                 f"pretrained folder (with {WEIGHTS_FILE}); pass one of those"
             )
         directory = path
@@ -499,11 +511,12 @@ def push_to_hub(
     api: Any = None,
     private: bool = False,
     commit_message: str = "Upload glowflow model",
+    token: str | None = None,
 ) -> str:
     """Upload a pretrained folder to the Hugging Face Hub repo ``repo_id`` (created if new).
 
     Only the pretrained files are sent. ``api`` is a ``huggingface_hub.HfApi`` (default: a new
-    one, using the token of ``hf auth login``).
+    one with ``token``, else the token of ``hf auth login``).
 
     Returns:
         The repo's address.
@@ -517,7 +530,7 @@ def push_to_hub(
     if not _HUB_ID.match(repo_id):
         raise PretrainedError(f"{_one_line(repo_id)!r} is not a Hub repo id; write it user/repo")
     if api is None:
-        api = _import_hub(f"pushing {directory} to the Hugging Face Hub").HfApi()
+        api = _import_hub(f"pushing {directory} to the Hugging Face Hub").HfApi(token=token)
     try:
         api.create_repo(repo_id, exist_ok=True, private=private)
         api.upload_folder(

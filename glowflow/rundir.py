@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from glowflow.checkpoint import atomic_write, save_checkpoint
 from glowflow.errors import GlowflowError, first_line
@@ -94,7 +94,7 @@ class RunDir:
             raise RunDirError(f"cannot read {path}: {first_line(e)}") from e
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        self._guard(self.metrics, lambda: self._append(self.metrics, json.dumps(record) + "\n"))
+        self.guard(self.metrics, lambda: self._append(self.metrics, json.dumps(record) + "\n"))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl`` (a torn last line is ignored; none if absent)."""
@@ -104,18 +104,16 @@ class RunDir:
         """On resume, drop the records written after the checkpoint (they will be redone)."""
         if not self.metrics.exists():
             return
-        keep = [
-            r for r in self.read_metrics() if isinstance(r.get("step"), int) and r["step"] <= step
-        ]
+        keep = [r for r in self.read_metrics() if r["step"] <= step]
         text = "".join(json.dumps(r) + "\n" for r in keep)
-        self._guard(self.metrics, lambda: write_text_atomic(self.metrics, text))
+        self.guard(self.metrics, lambda: write_text_atomic(self.metrics, text))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         path = self.path / "summary.json"
-        self._guard(path, lambda: write_text_atomic(path, json.dumps(summary, indent=2)))
+        self.guard(path, lambda: write_text_atomic(path, json.dumps(summary, indent=2)))
 
     def write_checkpoint(self, state: dict[str, Any]) -> None:
-        self._guard(self.checkpoint, lambda: save_checkpoint(self.checkpoint, state))
+        self.guard(self.checkpoint, lambda: save_checkpoint(self.checkpoint, state))
 
     @staticmethod
     def _append(path: Path, text: str) -> None:
@@ -123,9 +121,11 @@ class RunDir:
             f.write(text)
 
     @staticmethod
-    def _guard(path: Path, write) -> None:
+    def guard(path: Path, write: Callable[[], Any]) -> Any:
+        """``write()``, its OS errors turned into a one-line :class:`RunDirError` naming
+        ``path``."""
         try:
-            write()
+            return write()
         except OSError as e:
             raise RunDirError(
                 f"cannot write {path}: {first_line(e)}; free space or fix the folder's "
@@ -134,14 +134,21 @@ class RunDir:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (a torn last line is ignored; none if absent)."""
+    """The records of a ``metrics.jsonl`` file: each line's JSON object with an integer
+    ``step`` (a torn or foreign line is ignored; none if the file is absent)."""
     records: list[dict[str, Any]] = []
     if not Path(path).exists():
         return records
-    with open(path) as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except OSError as e:
+        raise RunDirError(f"cannot read {path}: {first_line(e)}") from e
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
     return records

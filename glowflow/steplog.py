@@ -34,9 +34,9 @@ class PendingSteps:
     """The steps not read back yet. :meth:`read` waits for the device once for all of them,
     counts the skipped ones and raises :class:`TrainError` after ``max_nan_steps`` in a row."""
 
-    def __init__(self, max_nan_steps: int, nan_skipped: int = 0) -> None:
+    def __init__(self, max_nan_steps: int) -> None:
         self.max_nan_steps = max_nan_steps
-        self.nan_skipped = nan_skipped
+        self.nan_skipped = 0
         self.consecutive_nan = 0
         self.results: list[StepResult] = []
 

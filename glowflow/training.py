@@ -100,6 +100,9 @@ class Trainer:
         self.ctrl_c = CtrlC()
         if state is not None:
             self._restore(state)
+        for part in (self.train_data, self.val_data):  # once here, so no step has to
+            if part is not None and self.model.config.num_classes is not None:
+                part.check_labels(self.model.config.num_classes)
         distributed.barrier(self.dist)  # every process has checked the folder before it changes
         if self.dist.is_main:
             self.folder.start(self._record(), overwrite=overwrite and not resume)
@@ -142,7 +145,7 @@ class Trainer:
         c, rank = self.cfg, self.dist.rank
         part = slice(rank * c.batch_size, (rank + 1) * c.batch_size)
         return make_batch(
-            self.train_data, idx, g, n_bits=c.n_bits, hflip=c.hflip,
+            self.train_data, idx, g, n_bits=self.model.config.n_bits, hflip=c.hflip,
             with_labels=self.model.config.num_classes is not None,
             part=part if shard and self.dist.enabled else None,
             device=self.device, channels_last=c.channels_last,
@@ -212,6 +215,7 @@ class Trainer:
         )
         window = LogWindow(self.global_batch)
         start = time.perf_counter() - self.elapsed
+        self.ctrl_c.requested = False
         self.model.train()
         with self.ctrl_c:
             while (self.total_steps is None or self.step < self.total_steps) and not self._stop():
@@ -225,10 +229,9 @@ class Trainer:
                 # read at the latest after max_nan_steps, so a run gone bad stops in time
                 if log_due or checkpoint_due or len(self.pending) >= c.max_nan_steps:
                     window.figures += self.pending.read(self.step)
-                if log_due:
+                if log_due and window.figures:  # else the window goes on to the next line
                     line = window.line()
-                    if "bpd" in line:
-                        bar.show(line["loss"], line["bpd"])
+                    bar.show(line["loss"], line["bpd"])
                     record = {"step": self.step, "time": round(self.elapsed, 2), **line}
                     record.update(lr=self.optimizer.param_groups[0]["lr"],
                                   nan_skipped=self.nan_skipped)  # fmt: skip
@@ -254,7 +257,9 @@ class Trainer:
         }
         if main:
             self.save_samples()
-            plot_learning_curve(self.folder.read_metrics(), self.run_dir / "learning_curve.png")
+            curve = self.run_dir / "learning_curve.png"
+            records = self.folder.read_metrics()
+            self.folder.guard(curve, lambda: plot_learning_curve(records, curve))
             self.folder.write_summary(summary)
         metrics.close()
         distributed.barrier(self.dist)  # no process leaves while rank 0 still writes
@@ -309,7 +314,8 @@ class Trainer:
             labels = torch.arange(c.n_samples, device=self.device) % model.config.num_classes
         images = sample_images(model, range(c.n_samples), c.sample_temperature, labels)
         nrow = max(1, int(math.sqrt(c.n_samples)))
-        return save_grid(images, self.folder.sample_path(self.step), nrow)
+        path = self.folder.sample_path(self.step)
+        return self.folder.guard(path, lambda: save_grid(images, path, nrow))
 
     def save(self) -> bool:
         """Write checkpoint.pt atomically (rank 0 only); refuses (returns False) if any weight
@@ -353,7 +359,7 @@ def load_train_val(
     cfg: TrainConfig, global_batch: int
 ) -> tuple[ImageData, ImageData | None, int | None]:
     """The training set, the validation set (``val_dataset``, a ``val_fraction`` split, or
-    None) and the number of classes, checked once here so that no step has to."""
+    None) and the number of classes."""
     kw = dict(image_size=cfg.image_size, pad=cfg.pad, on_bad_image=cfg.on_bad_image)
     data = load_dataset(cfg.dataset, **kw)
     num_classes = data.num_classes  # counted before a split can hide a class
@@ -375,12 +381,8 @@ def load_train_val(
             f"the training set has {len(train)} images, fewer than one batch of "
             f"{global_batch}; lower --batch-size"
         )
-    if cfg.y_condition:
-        if train.labels is None:
-            raise ConfigError(f"--y-condition needs labels, and {cfg.dataset} has none")
-        for part in (train, val):
-            if part is not None and part.labels is not None:
-                part.check_labels(num_classes)
+    if cfg.y_condition and train.labels is None:
+        raise ConfigError(f"--y-condition needs labels, and {cfg.dataset} has none")
     return train, val, num_classes
 
 

@@ -466,3 +466,29 @@ def test_export_run_errors(tmp_path):
         export_run(tmp_path / "nowhere", tmp_path / "out")
     assert_one_line(e, "checkpoint.pt")
     assert not (tmp_path / "out").exists()
+
+
+def test_model_push_names_the_card_after_the_repo_not_a_temporary_folder(monkeypatch):
+    model, _ = tiny_model()
+    seen = {}
+
+    class ReadingApi(FakeApi):
+        def upload_folder(self, **kw):
+            seen["card"] = (Path(kw["folder_path"]) / "README.md").read_text()
+            super().upload_folder(**kw)
+
+    model.push_to_hub("someone/glow-digits", api=ReadingApi())
+    assert 'from_pretrained("someone/glow-digits")' in seen["card"]
+    assert "# glow-digits" in seen["card"]
+
+
+def test_a_missing_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch, bundled):
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    with pytest.raises(PretrainedError, match="runs/typo does not exist .*no Hub id"):
+        pt.resolve_pretrained("runs/typo", download=calls.append)
+    assert calls == []
+    (tmp_path / "mnist").mkdir()  # a local folder of that name wins over the bundled model
+    with pytest.raises(PretrainedError, match="not a pretrained folder"):
+        pt.resolve_pretrained("mnist")

@@ -34,4 +34,4 @@ def test_log_window_counts_every_image_of_every_step(monkeypatch):
     assert line["loss"] == 3.0 and line["bpd"] == 2.0 and line["grad_norm"] == 4.0
     assert line["images_per_s"] == 3 * 8 / 2.0  # skipped steps' images count too
     assert window.steps == 0 and window.figures == []
-    assert "bpd" not in window.line()  # a window of skipped steps has no figures
+    assert "bpd" not in window.line()  # a window of skipped steps has no figures to average

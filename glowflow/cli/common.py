@@ -26,14 +26,23 @@ def info(message: str) -> None:
         print(f"glowflow: {message}", file=sys.stderr, flush=True)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
+def at_least(lowest: int):
+    """An argparse type: a whole number no smaller than ``lowest``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = lowest - 1
+        if value < lowest:
+            what = "a positive whole number" if lowest == 1 else f"a whole number >= {lowest}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+positive_int = at_least(1)
 
 
 def int_list(text: str) -> list[int]:
@@ -68,15 +77,29 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
 
 
-def load_data_for(args: argparse.Namespace, model: Glow, limit: int | None = None) -> ImageData:
-    """``--dataset`` with the data options, checked to fit the model."""
-    data = load_dataset(args.dataset, image_size=args.image_size, pad=args.pad, limit=limit)
+def load_fitting(
+    spec: str,
+    model: Glow,
+    image_size: int | None = None,
+    pad: int | None = None,
+    limit: int | None = None,
+) -> ImageData:
+    """The data set ``spec``, checked to fit the model: image shape, and labels in range for a
+    class-conditional model."""
+    data = load_dataset(spec, image_size=image_size, pad=pad, limit=limit)
     if data.image_shape != model.config.image_shape:
         raise UsageError(
-            f"the model takes images {model.config.image_shape}, {args.dataset} gives "
+            f"the model takes images {model.config.image_shape}, {spec} gives "
             f"{data.image_shape}; match them with --image-size or --pad"
         )
-    return data
+    if data.labels is not None:
+        data.check_labels(model.config.num_classes)
+    return data  # fmt: skip
+
+
+def load_data_for(args: argparse.Namespace, model: Glow, limit: int | None = None) -> ImageData:
+    """``--dataset`` with the data options, checked to fit the model."""
+    return load_fitting(args.dataset, model, args.image_size, args.pad, limit)
 
 
 def check_indices(indices: list[int], n: int, what: str) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from glowflow.attributes import all_directions
 from glowflow.checkpoint import model_from_checkpoint
-from glowflow.cli.common import info
-from glowflow.datasets import load_dataset
+from glowflow.cli.common import info, load_fitting
 from glowflow.evaluate import evaluate_bpd
 from glowflow.export import export_run
-from glowflow.pretrained import push_to_hub
+from glowflow.pretrained import check_folder, push_to_hub
 from glowflow.progress import progress_bar
 from glowflow.rundir import RunDir
 
@@ -43,6 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a data set with binary attributes: ship the direction of each",
     )
     p.add_argument("--name", help="the model's name in the card")
+    p.add_argument("--data-description", help="what it was trained on, for the card "
+                   "(default: the run's --dataset)")  # fmt: skip
+    p.add_argument("--heldout-description", help="what the held-out images are, for the card "
+                   "(default: the --heldout spec)")  # fmt: skip
     p.add_argument("--data-license", help="the licence of the training data, for the card")
     p.add_argument("--license", default="mit", help="the licence of the weights, for the card")
     p.add_argument("--notes", help="a paragraph for the card")
@@ -50,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_folder(Path(args.out_dir).expanduser())  # before the long work, not after it
     model, _ = model_from_checkpoint(args.run_dir, "cpu", ema=True)
     train = RunDir(args.run_dir).read_config()["train"]
     data_kw = dict(image_size=train.get("image_size"), pad=train.get("pad"))
@@ -57,14 +62,19 @@ def run(args: argparse.Namespace) -> int:
     for key in ("name", "data_license", "notes"):
         if getattr(args, key):
             card[key] = getattr(args, key)
+    if args.data_description:
+        card["dataset"] = args.data_description
+    if args.push:
+        card["repo_id"] = args.push
     if args.heldout:
-        heldout = load_dataset(args.heldout, **data_kw)
+        heldout = load_fitting(args.heldout, model, **data_kw)
         bpd = evaluate_bpd(model, heldout.images, heldout.labels, progress=progress_bar("held-out"))
-        card.update(heldout=args.heldout, heldout_images=len(heldout), heldout_bpd=round(bpd, 4))
+        described = args.heldout_description or args.heldout
+        card.update(heldout=described, heldout_images=len(heldout), heldout_bpd=round(bpd, 4))
         info(f"{bpd:.4f} bits/dim on the {len(heldout)} held-out images of {args.heldout}")
     attributes = None
     if args.attributes:
-        data = load_dataset(args.attributes, **data_kw)
+        data = load_fitting(args.attributes, model, **data_kw)
         attributes = all_directions(model, data, progress=progress_bar("directions"))
         info(f"{len(attributes['names'])} attribute directions from {args.attributes}")
     out = export_run(args.run_dir, args.out_dir, dtype=args.dtype, card=card, attributes=attributes)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
-from glowflow.attributes import cached_direction, list_attributes
+from glowflow.attributes import cache_entry, cached_direction, list_attributes
 from glowflow.cli.common import (
     UsageError,
     add_data_options,
+    at_least,
     float_list,
     index_pair,
     int_list,
@@ -19,7 +19,7 @@ from glowflow.cli.common import (
     write_result,
 )  # fmt: skip
 from glowflow.cli.models import CHECKPOINT_HELP, gather_images, load_model, weights_file
-from glowflow.datasets import find_label
+from glowflow.datasets import find_label, label_names
 from glowflow.distributed import resolve_device
 from glowflow.latents import interpolate_images, manipulate_images, sample_images
 from glowflow.objective import postprocess, preprocess
@@ -27,8 +27,8 @@ from glowflow.pretrained import load_attributes
 from glowflow.progress import progress_bar
 
 IMAGES_HELP = (
-    "indices into --dataset (e.g. 0,4,8 or 0-3) or image files (e.g. face.png); a model "
-    "with bundled data needs no --dataset for files"
+    "indices into --dataset (e.g. 0,4,8 or 0-3) or image files of any size (e.g. face.png), "
+    "which need no --dataset"
 )
 
 
@@ -42,7 +42,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperatures", type=float_list,
                    help="one row per temperature, same seeds, e.g. 0,0.5,0.7,1")  # fmt: skip
     p.add_argument("--label", help="class-conditional models: a class index, name, or 'all'")
-    p.add_argument("--nrow", type=int, help="images per row of the grid")
+    p.add_argument("--nrow", type=positive_int, help="images per row of the grid")
     p.add_argument("--out", default="samples.png", help="PNG path (a .json lands beside it)")
     p.add_argument("--device", default="auto")
 
@@ -52,7 +52,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", metavar="SPEC", help="where indices point into")
     p.add_argument("--images", nargs="+", help=IMAGES_HELP + "; taken two by two")
     p.add_argument("--pairs", nargs="+", type=index_pair, help="index pairs, e.g. 3,17 5,9")
-    p.add_argument("--steps", type=int, default=8, help="images from one end to the other")
+    p.add_argument("--steps", type=at_least(2), default=8,
+                   help="images from one end to the other")  # fmt: skip
     p.add_argument("--spherical", action="store_true", help="slerp instead of a straight line")
     p.add_argument("--out", default="interpolation.png", help="PNG path (a .json beside it)")
     add_data_options(p)
@@ -81,8 +82,7 @@ def _labels_per_row(text: str | None, model, about: dict) -> list[int | None]:
         raise UsageError("this model is not class-conditional; drop --label")
     if text == "all":
         return list(range(k))
-    names = about.get("data", {}).get("class_names") or [str(i) for i in range(k)]
-    return [find_label(names, text)]
+    return [find_label(label_names(about.get("data", {}).get("class_names"), k), text)]
 
 
 def sample(args: argparse.Namespace) -> int:
@@ -114,7 +114,8 @@ def interpolate(args: argparse.Namespace) -> int:
     if bool(args.images) == bool(args.pairs):
         raise UsageError("give --images (indices or files, taken two by two) or --pairs")
     tokens = args.images or [f"{a},{b}" for a, b in args.pairs]
-    images, labels, names = gather_images(args, model, tokens)
+    data = load_data_for(args, model) if args.dataset else None
+    images, labels, names = gather_images(model, tokens, data)
     if len(images) % 2:
         raise UsageError("give an even number of --images: they are taken two by two")
     first, second = images[0::2], images[1::2]
@@ -137,48 +138,43 @@ def _shipped_directions(about: dict) -> dict | None:
     return load_attributes(about["pretrained_dir"]) if "pretrained_dir" in about else None
 
 
-def _direction(args, model, about) -> tuple[torch.Tensor, dict, str]:
+def _direction(args, model, about, data) -> tuple[torch.Tensor, dict, str]:
     """The attribute's direction and where it came from: the model's own, if it ships one for
-    the attribute; else computed over ``--dataset`` (and cached beside the weights)."""
+    the attribute; else computed over ``--dataset`` (and cached)."""
     shipped = _shipped_directions(about)
     if shipped is not None and args.attribute in shipped["names"]:
         k = shipped["names"].index(args.attribute)
         return shipped["directions"][k], shipped["info"][k], "shipped with the model"
-    if not args.dataset:
+    if data is None:
         names = f"; it ships {', '.join(shipped['names'])}" if shipped else ""
         raise UsageError(f"give --dataset SPEC to compute the {args.attribute!r} direction{names}")
-    data = load_data_for(args, model)
+    options = dict(image_size=args.image_size, pad=args.pad, attribute=args.attribute,
+                   max_images=args.max_images)  # fmt: skip
     weights = weights_file(args.checkpoint, about)
-    st = weights.stat()
-    kind, _, path = args.dataset.partition(":")
-    data_id = f"{kind}:{Path(path).resolve()}" if path else kind
-    # the key names the exact weights and data, so a retrained model never reuses it
-    key = (f"{weights.name}|{st.st_size}|{st.st_mtime_ns}|step{about.get('step')}|{data_id}"
-           f"|{args.image_size}|{args.pad}|{args.attribute}|{args.max_images}")  # fmt: skip
+    beside = "pretrained_dir" not in about  # a run's folder; never an installed package
+    cache, key = cache_entry(weights, about.get("step"), args.dataset, options, beside)
     direction, info, cached = cached_direction(
-        model, weights.parent / "attributes.pt", key, data, args.attribute,
-        args.max_images, progress_bar("encoding"),
-    )  # fmt: skip
+        model, cache, key, data, args.attribute, args.max_images, progress_bar("encoding")
+    )
     return direction, info, "cached" if cached else "computed over --dataset"
 
 
 def manipulate(args: argparse.Namespace) -> int:
     model, about = load_model(args.checkpoint, resolve_device(args.device))
+    data = load_data_for(args, model) if args.dataset else None
     if args.list_attributes:
-        if args.dataset:
-            print(list_attributes(load_data_for(args, model)))
-        else:
-            shipped = (
-                load_attributes(about["pretrained_dir"]) if "pretrained_dir" in about else None
-            )
-            if shipped is None:
-                raise UsageError("this model ships no attribute directions: give --dataset SPEC")
-            print("\n".join(shipped["names"]))
+        shipped = _shipped_directions(about)
+        if shipped is not None:
+            print("\n".join(f"{n}\tshipped with the model" for n in shipped["names"]))
+        if data is not None:
+            print(list_attributes(data))
+        elif shipped is None:
+            raise UsageError("this model ships no attribute directions: give --dataset SPEC")
         return 0
     if not args.attribute:
         raise UsageError("give --attribute (see --list-attributes for the choices)")
-    direction, info, source = _direction(args, model, about)
-    images, labels, names = gather_images(args, model, args.images)
+    direction, info, source = _direction(args, model, about, data)
+    images, labels, names = gather_images(model, args.images, data)
     rows = manipulate_images(model, images, direction, args.alphas, labels)
     record = {
         "checkpoint": str(args.checkpoint), "dataset": args.dataset,

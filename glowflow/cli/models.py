@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from glowflow.cli.common import UsageError, check_indices, int_list, load_data_for
+from glowflow.cli.common import UsageError, check_indices, int_list
+from glowflow.datasets import ImageData
 from glowflow.imagefiles import read_image_files
 from glowflow.model import Glow
 from glowflow.pretrained import load_model as _load_any
@@ -29,7 +30,7 @@ def weights_file(spec: str, about: dict[str, Any]) -> Path:
     """The file that holds the model's weights: the key of anything cached about them."""
     if "pretrained_dir" in about:
         return Path(about["pretrained_dir"]) / "model.safetensors"
-    path = Path(spec)
+    path = Path(spec).expanduser()
     return path / "checkpoint.pt" if path.is_dir() else path
 
 
@@ -50,24 +51,23 @@ def split_image_args(tokens: list[str]) -> tuple[list[int], list[str]]:
 
 
 def gather_images(
-    args: argparse.Namespace, model: Glow, tokens: list[str]
+    model: Glow, tokens: list[str], data: ImageData | None
 ) -> tuple[torch.Tensor, torch.Tensor | None, list]:
     """uint8 images ``(N, C, H, W)``, their labels (class-conditional models only) and how each
-    was named, from ``--images`` entries: indices into ``--dataset``, or image files."""
+    was named, from ``--images`` entries: indices into ``data`` (``--dataset``), or files."""
     indices, files = split_image_args(tokens)
     conditional = model.config.num_classes is not None
     if files:
         if conditional:
             raise UsageError("a class-conditional model needs labels: use --dataset and indices")
         return read_image_files(files, model.config.image_shape), None, files
-    if not args.dataset:
+    if data is None:
         raise UsageError("indices in --images need --dataset SPEC to index into")
-    data = load_data_for(args, model)
     check_indices(indices, len(data), "--images")
     idx = torch.tensor(indices, dtype=torch.long)
     labels = None
     if conditional:
         if data.labels is None:
-            raise UsageError(f"the model is class-conditional and {args.dataset} has no labels")
+            raise UsageError(f"the model is class-conditional and {data.name} has no labels")
         labels = data.labels[idx]
     return data.images[idx], labels, indices

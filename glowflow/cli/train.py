@@ -28,7 +28,7 @@ from glowflow.training import Interrupted, Trainer
 # Options that may change when a run is resumed; every other one must match the run's config.
 RESUMABLE = {
     "steps", "epochs", "max_time", "device", "log_every", "eval_every", "sample_every",
-    "checkpoint_every", "tensorboard", "eval_batch_size", "compile", "channels_last",
+    "checkpoint_every", "tensorboard", "compile", "channels_last",
 }  # fmt: skip
 
 DEFAULT_MAX_TIME = 4.0  # minutes of training in the default run, leaving time for the rest
