@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from typing import Any
+from typing import Any, Callable
 
 from glowflow.config import GlowConfig
 
@@ -50,6 +50,15 @@ def architecture(config: GlowConfig) -> str:
     return ", ".join(parts)
 
 
+def _decimals(n: int) -> Callable[[Any], str]:
+    return lambda v: f"{v:.{n}f}" if isinstance(v, float) else str(v)
+
+
+def _facts(card: dict[str, Any], rows: list[tuple[str, str, Callable[[Any], str]]]) -> list[str]:
+    """One ``- Label: value`` line for each fact of ``rows`` that the card gives."""
+    return [f"- {label}: {show(card[key])}" for key, label, show in rows if key in card]
+
+
 def render_model_card(config: GlowConfig, card: dict[str, Any], dtype: str = "float32") -> bytes:
     """A Hub model card (``README.md``): YAML front matter, then one line per given fact."""
     front = ["---", "library_name: glowflow"]
@@ -63,29 +72,17 @@ def render_model_card(config: GlowConfig, card: dict[str, Any], dtype: str = "fl
     ]
     if "license" in card:
         model.append(f"- Licence of the weights: {card['license']}")
-    data = []
-    if "dataset" in card:
-        data.append(f"- Data set: {card['dataset']}")
-    if "data_license" in card:
-        data.append(f"- Data licence: {card['data_license']}")
-    evaluation = []
-    if "heldout" in card:
-        evaluation.append(f"- Held-out images: {card['heldout']}")
-    if "heldout_images" in card:
-        evaluation.append(f"- Number of held-out images: {card['heldout_images']}")
-    if "heldout_bpd" in card:
-        bpd = card["heldout_bpd"]
-        bpd = f"{bpd:.3f}" if isinstance(bpd, float) else bpd
-        evaluation.append(f"- Bits per dimension on the held-out images: {bpd}")
-    training = []
-    if "train_command" in card:
-        training.append(f"- Command: `{card['train_command']}`")
-    if "steps" in card:
-        training.append(f"- Steps: {card['steps']}")
-    if "wall_time_min" in card:
-        minutes = card["wall_time_min"]
-        minutes = f"{minutes:.1f}" if isinstance(minutes, float) else minutes
-        training.append(f"- Wall time: {minutes} minutes")
+    data = _facts(card, [("dataset", "Data set", str), ("data_license", "Data licence", str)])
+    evaluation = _facts(card, [
+        ("heldout", "Held-out images", str),
+        ("heldout_images", "Number of held-out images", str),
+        ("heldout_bpd", "Bits per dimension on the held-out images", _decimals(3)),
+    ])  # fmt: skip
+    training = _facts(card, [
+        ("train_command", "Command", lambda v: f"`{v}`"),
+        ("steps", "Steps", str),
+        ("wall_time_min", "Wall time", lambda v: f"{_decimals(1)(v)} minutes"),
+    ])  # fmt: skip
 
     name = str(card.get("repo_id") or card.get("name") or "NAME")
     usage = [

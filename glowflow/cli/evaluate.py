@@ -6,9 +6,10 @@ import argparse
 import json
 
 from glowflow.cli.common import add_data_options, load_data_for, positive_int
-from glowflow.cli.models import CHECKPOINT_HELP, load_model
+from glowflow.cli.models import CHECKPOINT_HELP
 from glowflow.distributed import resolve_device
 from glowflow.evaluate import evaluate_bpd
+from glowflow.pretrained import load_model
 from glowflow.progress import progress_bar
 
 

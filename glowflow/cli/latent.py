@@ -18,12 +18,12 @@ from glowflow.cli.common import (
     positive_int,
     write_result,
 )  # fmt: skip
-from glowflow.cli.models import CHECKPOINT_HELP, gather_images, load_model, weights_file
+from glowflow.cli.models import CHECKPOINT_HELP, gather_images, weights_file
 from glowflow.datasets import find_label, label_names
 from glowflow.distributed import resolve_device
 from glowflow.latents import interpolate_images, manipulate_images, sample_images
 from glowflow.objective import postprocess, preprocess
-from glowflow.pretrained import load_attributes
+from glowflow.pretrained import load_attributes, load_model
 from glowflow.progress import progress_bar
 
 IMAGES_HELP = (

@@ -12,18 +12,11 @@ from glowflow.cli.common import UsageError, check_indices, int_list
 from glowflow.datasets import ImageData
 from glowflow.imagefiles import read_image_files
 from glowflow.model import Glow
-from glowflow.pretrained import load_model as _load_any
 
 CHECKPOINT_HELP = (
     "a run folder, a checkpoint.pt, a pretrained folder, the name of a bundled model "
     "(e.g. mnist, celeba64) or a Hub id user/repo"
 )
-
-
-def load_model(spec: str, device: torch.device | str, ema: bool = True) -> tuple[Glow, dict]:
-    """The model ``--checkpoint`` names (see :data:`CHECKPOINT_HELP`) and what it says about
-    itself (its data's class and attribute names, its step)."""
-    return _load_any(spec, map_location=device, ema=ema)
 
 
 def weights_file(spec: str, about: dict[str, Any]) -> Path:
