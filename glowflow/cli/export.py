@@ -56,6 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_folder(Path(args.out_dir).expanduser())  # before the long work, not after it
     model, _ = model_from_checkpoint(args.run_dir, "cpu", ema=True)
+    if args.dtype == "float16":  # measure what is shipped: the weights as float16 stores them
+        model = model.half().float()
     train = RunDir(args.run_dir).read_config()["train"]
     data_kw = dict(image_size=train.get("image_size"), pad=train.get("pad"))
     card = {"license": args.license}
