@@ -43,6 +43,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, see :func:`atomic_write`."""
+    atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_save(path: str | Path, obj: Any) -> None:
     """``torch.save`` ``obj`` to ``path`` atomically, see :func:`atomic_write`."""
     atomic_write(path, lambda f: torch.save(obj, f))

@@ -36,7 +36,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from glowflow import __version__
-from glowflow.checkpoint import atomic_write, model_from_checkpoint
+from glowflow.checkpoint import atomic_write_bytes, model_from_checkpoint
 from glowflow.config import GlowConfig
 from glowflow.errors import GlowflowError, first_line
 from glowflow.model import Glow
@@ -70,10 +70,6 @@ class PretrainedError(GlowflowError, ValueError):
 def _one_line(text: str) -> str:
     """Messages quote file names and other errors: keep them on one line whatever they hold."""
     return " ".join(str(text).split())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
 
 
 def storage_dtype(
@@ -208,11 +204,13 @@ def save_pretrained(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         weights_bytes = safetensors_bytes(weights, metadata={"format": "pt"})
-        _atomic_write(directory / WEIGHTS_FILE, weights_bytes)
-        _atomic_write(directory / CONFIG_FILE, (config_text + "\n").encode("utf-8"))
-        _atomic_write(directory / CARD_FILE, render_model_card(model.config, facts, stored_name))
+        atomic_write_bytes(directory / WEIGHTS_FILE, weights_bytes)
+        atomic_write_bytes(directory / CONFIG_FILE, (config_text + "\n").encode("utf-8"))
+        atomic_write_bytes(
+            directory / CARD_FILE, render_model_card(model.config, facts, stored_name)
+        )
         if attributes is not None:
-            _atomic_write(directory / ATTRIBUTES_FILE, attr_bytes)
+            atomic_write_bytes(directory / ATTRIBUTES_FILE, attr_bytes)
         else:  # directions of a model that was here before would not fit this one
             (directory / ATTRIBUTES_FILE).unlink(missing_ok=True)
     except OSError as e:

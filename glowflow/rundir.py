@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from glowflow.checkpoint import atomic_write, save_checkpoint
+from glowflow.checkpoint import atomic_write_bytes, save_checkpoint
 from glowflow.errors import GlowflowError, first_line
 
 #: Files whose presence marks a folder as holding a run.
@@ -28,7 +28,7 @@ class RunDirError(GlowflowError):
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`glowflow.checkpoint.atomic_write`)."""
-    atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write_bytes(path, text.encode())
 
 
 class RunDir:

@@ -70,7 +70,6 @@ class Trainer:
     ) -> None:
         c = self.cfg = config
         self.folder = RunDir(run_dir)
-        self.run_dir = self.folder.path
         self.log = log or (lambda message: None)
         self.progress = progress
         if c.steps is None and c.epochs is None and c.max_time is None:
@@ -253,11 +252,11 @@ class Trainer:
             "elapsed_s": round(self.elapsed, 1),
             "val_bpd": self._evaluate(metrics, final=True),
             "nan_skipped": self.nan_skipped,
-            "run_dir": str(self.run_dir),
+            "run_dir": str(self.folder.path),
         }
         if main:
             self.save_samples()
-            curve = self.run_dir / "learning_curve.png"
+            curve = self.folder.path / "learning_curve.png"
             records = self.folder.read_metrics()
             self.folder.guard(curve, lambda: plot_learning_curve(records, curve))
             self.folder.write_summary(summary)
