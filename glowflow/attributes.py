@@ -171,3 +171,35 @@ def all_directions(
             "norm_per_sqrt_dim": norm / math.sqrt(model.num_dims),
         })  # fmt: skip
     return {"names": names, "directions": torch.stack(rows), "info": info}
+
+
+def dataset_directions(
+    model: Glow,
+    data: ImageData,
+    batch_size: int = 64,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> dict[str, Any]:
+    """The direction of every binary attribute and every class of ``data`` (each class against
+    the rest, named ``class:NAME``), in the form of :func:`all_directions`.
+
+    Raises:
+        DataError: when ``data`` has neither attributes nor labels.
+    """
+    parts = []
+    if data.attrs is not None:
+        parts.append(data)
+    if data.labels is not None:
+        names = data.label_names
+        one_hot = torch.nn.functional.one_hot(data.labels, len(names)).bool()
+        classes = [f"class:{n}" for n in names]
+        parts.append(
+            ImageData(data.images, data.labels, one_hot, classes, data.class_names, data.name)
+        )
+    if not parts:
+        raise DataError(f"{data.name} has no attributes or labels to compute directions from")
+    found = [all_directions(model, part, batch_size, progress) for part in parts]
+    return {
+        "names": [n for f in found for n in f["names"]],
+        "directions": torch.cat([f["directions"] for f in found]),
+        "info": [i for f in found for i in f["info"]],
+    }

@@ -112,7 +112,14 @@ def interpolate_latents(
     directions while interpolating the norms linearly, keeping the path in the shell where a
     high-dimensional Gaussian puts its mass.
     """
-    t = interpolation_weights(steps).to(a.dtype)[:, None]
+    return interpolate_at(a, b, interpolation_weights(steps), spherical)
+
+
+def interpolate_at(
+    a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, spherical: bool = False
+) -> torch.Tensor:
+    """``(len(t), D)`` latents at weights ``t`` on the path of :func:`interpolate_latents`."""
+    t = t.to(a.dtype)[:, None]
     if not spherical:
         return (1 - t) * a + t * b
     na, nb = a.norm(), b.norm()

@@ -9,7 +9,10 @@ A *pretrained folder* holds
   actnorm's ``initialized`` flag travels and a loaded model never re-initialises;
 - ``README.md``: the model card, with the Hub's YAML front matter;
 - optionally ``attributes.safetensors``: attribute directions in the flat latent
-  (``directions`` of shape ``(A, D)``, their names and summaries in the file's metadata).
+  (``directions`` of shape ``(A, D)``, their names and summaries in the file's metadata);
+- optionally ``gallery.npz``: a few held-out images to explore the model with (``glowflow
+  serve``), in the layout the ``npz:`` data sets use (``x`` ``[N, H, W, C]`` uint8, ``names``,
+  ``note``: the images' terms of use), so ``--dataset npz:FOLDER/gallery.npz`` reads them too.
 
 Weights are read with :func:`safetensors.torch.load_file` only: nothing in a pretrained folder
 is ever unpickled or executed. ``huggingface_hub`` is an optional extra (``glowflow[hub]``) and
@@ -50,8 +53,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 ATTRIBUTES_FILE = "attributes.safetensors"
+GALLERY_FILE = "gallery.npz"
 #: What a Hub download fetches: the files of a pretrained folder and nothing else.
-HUB_FILES = (CONFIG_FILE, WEIGHTS_FILE, ATTRIBUTES_FILE, CARD_FILE)
+HUB_FILES = (CONFIG_FILE, WEIGHTS_FILE, ATTRIBUTES_FILE, GALLERY_FILE, CARD_FILE)
 HUB_EXTRA = "pip install 'glowflow[hub]'"
 
 

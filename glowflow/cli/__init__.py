@@ -14,7 +14,7 @@ import warnings
 from typing import Sequence
 
 from glowflow import __version__, distributed
-from glowflow.cli import compare, evaluate, export, latent, train
+from glowflow.cli import compare, evaluate, export, latent, serve, train
 from glowflow.cli.common import info
 from glowflow.errors import GlowflowError, first_line
 
@@ -25,6 +25,7 @@ COMMANDS = {
     "sample": latent.sample,
     "interpolate": latent.interpolate,
     "manipulate": latent.manipulate,
+    "serve": serve.run,
 }
 
 # List options whose values may start with a minus sign ("--alphas -1,-0.5,0,0.5,1"), which
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     latent.add_parsers(sub)
     compare.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 
