@@ -215,7 +215,8 @@ class Explorer:
         for s in range(0, n, batch):
             part = slice(s, min(n, s + batch))
             images = gallery.images[part]
-            labels = gallery.labels[part] if gallery.labels is not None else None
+            conditional = self.config.num_classes is not None and gallery.labels is not None
+            labels = gallery.labels[part] if conditional else None
             ids = [f"g{i}" for i in range(part.start, part.stop)]
             entries = self._entries(images, labels, ids, gallery.names[part],
                                     [whole] * len(images), [(w, h)] * len(images))  # fmt: skip

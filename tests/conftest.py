@@ -116,3 +116,41 @@ def main_in_process(*args, cwd: Path | None = None) -> subprocess.CompletedProce
         os.chdir(old_cwd)
         torch.set_default_dtype(old_dtype)
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """``glowflow serve`` with no model options (the bundled celeba64) in its own process on a
+    free loopback port: yields its base URL."""
+    import time
+    import urllib.request
+
+    pytest.importorskip("starlette", reason="glowflow serve needs the glowflow[serve] extra")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "glowflow", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/attributes", timeout=5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"glowflow serve did not start: {proc.stdout.read()}")
+                time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -28,6 +28,10 @@ def test_the_wheel_carries_the_bundled_models_and_stays_under_30_mb(tmp_path):
         for file in ("config.json", "model.safetensors", "README.md"):
             assert f"glowflow/models/{model}/{file}" in names, (model, file)
     assert "glowflow/models/celeba64/attributes.safetensors" in names
+    for model in BUNDLED:
+        assert f"glowflow/models/{model}/gallery.npz" in names
+    for page in ("index.html", "explorer.js", "explorer.css"):
+        assert f"glowflow/static/{page}" in names
     assert "glowflow/assets/mnist_mini.npz" in names
     size_mb = wheel.stat().st_size / 2**20
     assert size_mb < MAX_WHEEL_MB, f"the wheel is {size_mb:.1f} MB"
