@@ -31,7 +31,10 @@ from glowflow.model import Glow
 from glowflow.objective import postprocess, preprocess
 
 TEMPERATURE_RANGE = (0.0, 1.5)
-AMOUNT_RANGE = (-4.0, 4.0)
+# In units of the direction (the difference of the two means), as ``manipulate --alphas``. On
+# the bundled celeba64 model, single moves within +-2 decode to finite pixels; beyond +-3, or
+# several large moves at once, some faces overflow (then the picture says so).
+AMOUNT_RANGE = (-2.0, 2.0)
 SEED_RANGE = (0, 2**31 - 1)
 PATHS = ("linear", "spherical")
 LEVEL_CHOICES = "abm"  # a level's latent from image a, from image b, or mixed at t
@@ -79,6 +82,22 @@ class Entry:
         if self.label is not None:
             record["label"] = self.label
         return record
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded picture: uint8 ``image`` ``(C, H, W)``, and whether its latent overflowed on
+    the way back to pixels (those pixels come out black or saturated)."""
+
+    image: torch.Tensor
+    overflow: bool = False
+
+    @property
+    def warning(self) -> str | None:
+        if not self.overflow:
+            return None
+        return ("some pixels overflowed (black or saturated): the latent lies far outside "
+                "what the model learned; try smaller amounts or a lower temperature")  # fmt: skip
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
@@ -147,7 +166,7 @@ class Explorer:
             directions["directions"].to(self.device, self.dtype) if directions else None
         )
         self._uploads: OrderedDict[str, Entry] = OrderedDict()
-        self._renders: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._renders: OrderedDict[tuple, Picture] = OrderedDict()
         self.gallery_note = gallery.note if gallery else None
         self.gallery: list[Entry] = []
         if gallery is not None:
@@ -162,6 +181,14 @@ class Explorer:
     def _decode(self, eps: torch.Tensor, label: int | None) -> torch.Tensor:
         y = None if label is None else torch.full((len(eps),), label, device=self.device)
         return decode_latents(self.model, eps, y)
+
+    @torch.no_grad()
+    def _picture(self, eps: torch.Tensor, label: int | None) -> Picture:
+        """One latent ``(D,)`` decoded; an overflow is noted on the picture, not warned about."""
+        y = None if label is None else torch.tensor([label], device=self.device)
+        x = self.model.decode(eps[None].to(self.device, self.dtype), y)
+        overflow = not bool(torch.isfinite(x).all())
+        return Picture(postprocess(x, self.config.n_bits)[0].cpu(), overflow)
 
     @torch.no_grad()
     def bits_per_dim(self, images: torch.Tensor) -> torch.Tensor:
@@ -281,19 +308,17 @@ class Explorer:
         raise UnknownImage(image_id)
 
     # ------------------------------------------------------------------------- pictures
-    def _render(self, key: tuple, make: Callable[[], tuple[torch.Tensor, int | None]]):
+    def _render(self, key: tuple, make: Callable[[], tuple[torch.Tensor, int | None]]) -> Picture:
         """The picture for ``key``, decoded once and kept for the picture's JSON request."""
         with self.lock:
             if key in self._renders:
                 self._renders.move_to_end(key)
                 return self._renders[key]
-            eps, label = make()
-            with torch.no_grad():
-                image = self._decode(eps[None].to(self.device, self.dtype), label)[0]
-            self._renders[key] = image
+            picture = self._picture(*make())
+            self._renders[key] = picture
             while len(self._renders) > 64:
                 self._renders.popitem(last=False)
-        return image
+        return picture
 
     def check_amounts(self, amounts: Mapping[str, float]) -> dict[str, float]:
         """The nonzero amounts, in the order of :attr:`attributes`, each range-checked."""
@@ -307,8 +332,8 @@ class Explorer:
         checked = {n: check_range(n, float(amounts[n]), AMOUNT_RANGE) for n in amounts}
         return {n: checked[n] for n in self.attributes if checked.get(n, 0.0) != 0.0}
 
-    def edit(self, image_id: str, amounts: Mapping[str, float]) -> torch.Tensor:
-        """uint8 ``(C, H, W)``: the image moved by ``amount * direction`` for every attribute."""
+    def edit(self, image_id: str, amounts: Mapping[str, float]) -> Picture:
+        """The image moved by ``amount * direction`` for every attribute."""
         entry = self.image(image_id)
         amounts = self.check_amounts(amounts)
 
@@ -320,8 +345,8 @@ class Explorer:
 
         return self._render(("edit", image_id, tuple(amounts.items())), make)
 
-    def sample(self, seed: int, temperature: float, label: int | None = None) -> torch.Tensor:
-        """uint8 ``(C, H, W)``: the sample of ``seed`` at ``temperature`` (as ``glowflow
+    def sample(self, seed: int, temperature: float, label: int | None = None) -> Picture:
+        """The sample of ``seed`` at ``temperature`` (as ``glowflow
         sample --seeds S`` draws it)."""
         check_range("seed", seed, SEED_RANGE)
         check_range("temperature", temperature, TEMPERATURE_RANGE)
@@ -361,8 +386,10 @@ class Explorer:
             start += c * h * w
         return out
 
-    def mix(self, a: str, b: str, t: float, path: str = "linear", levels: str | None = None):
-        """uint8 ``(C, H, W)``: each level's latent from image ``a``, from ``b``, or on the
+    def mix(
+        self, a: str, b: str, t: float, path: str = "linear", levels: str | None = None
+    ) -> Picture:
+        """Each level's latent from image ``a``, from ``b``, or on the
         ``path`` between them at ``t`` (the levels marked ``m``, taken together)."""
         ea, eb = self.image(a), self.image(b)
         check_range("t", t, (0.0, 1.0))

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from glowflow.explorer import Explorer, ExplorerError, UnknownImage, png_bytes
+from glowflow.explorer import Explorer, ExplorerError, Picture, UnknownImage, png_bytes
 from glowflow.faces import ImageInputError
 
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -131,6 +131,14 @@ def create_app(explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
     def run(fn: Callable, *args: Any):
         return run_in_threadpool(fn, *args)
 
+    def _png(picture: Picture) -> Response:
+        return Response(png_bytes(picture.image), media_type="image/png", headers=_NO_STORE)
+
+    async def _facts(picture: Picture) -> dict[str, Any]:
+        """What the page shows beside a picture: its bits/dim, and a warning if it overflowed."""
+        bpd = await run(explorer.picture_bpd, picture.image)
+        return {"bpd": bpd, "overflow": picture.overflow, "warning": picture.warning}
+
     async def page(request: Request) -> Response:
         body, kind = static[request.url.path]
         return Response(body, media_type=kind)
@@ -146,15 +154,15 @@ def create_app(explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
         return seed, _number(request, "temperature", 0.7), _integer(request, "label")
 
     async def sample_png(request: Request) -> Response:
-        image = await run(explorer.sample, *_sample_args(request))
-        return Response(png_bytes(image), media_type="image/png", headers=_NO_STORE)
+        picture = await run(explorer.sample, *_sample_args(request))
+        return _png(picture)
 
     async def sample_json(request: Request) -> Response:
         seed, temperature, label = _sample_args(request)
-        image = await run(explorer.sample, seed, temperature, label)
-        bpd = await run(explorer.picture_bpd, image)
+        picture = await run(explorer.sample, seed, temperature, label)
+        facts = await _facts(picture)
         return JSONResponse({
-            "bpd": bpd, "seed": seed, "temperature": temperature, "label": label,
+            **facts, "seed": seed, "temperature": temperature, "label": label,
             "command": explorer.sample_command(seed, temperature, label),
         })  # fmt: skip
 
@@ -172,15 +180,13 @@ def create_app(explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
         return JSONResponse(entry.to_dict())
 
     async def edit_png(request: Request) -> Response:
-        image = await run(explorer.edit, _one(request, "image"), _amounts(request))
-        return Response(png_bytes(image), media_type="image/png", headers=_NO_STORE)
+        return _png(await run(explorer.edit, _one(request, "image"), _amounts(request)))
 
     async def edit_json(request: Request) -> Response:
         image_id, amounts = _one(request, "image"), _amounts(request)
-        image = await run(explorer.edit, image_id, amounts)
-        bpd = await run(explorer.picture_bpd, image)
+        facts = await _facts(await run(explorer.edit, image_id, amounts))
         return JSONResponse({
-            "bpd": bpd, "amounts": explorer.check_amounts(amounts),
+            **facts, "amounts": explorer.check_amounts(amounts),
             "command": explorer.edit_command(image_id, amounts),
         })  # fmt: skip
 
@@ -190,14 +196,12 @@ def create_app(explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> 
         return _one(request, "a"), _one(request, "b"), t, path, _one(request, "levels", False)
 
     async def mix_png(request: Request) -> Response:
-        image = await run(explorer.mix, *_mix_args(request))
-        return Response(png_bytes(image), media_type="image/png", headers=_NO_STORE)
+        return _png(await run(explorer.mix, *_mix_args(request)))
 
     async def mix_json(request: Request) -> Response:
         args = _mix_args(request)
-        image = await run(explorer.mix, *args)
-        bpd = await run(explorer.picture_bpd, image)
-        return JSONResponse({"bpd": bpd, "command": explorer.mix_command(*args)})
+        facts = await _facts(await run(explorer.mix, *args))
+        return JSONResponse({**facts, "command": explorer.mix_command(*args)})
 
     async def explorer_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, UnknownImage):

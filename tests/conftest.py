@@ -148,7 +148,7 @@ def live_server():
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"glowflow serve did not start: {proc.stdout.read()}")
+                    raise RuntimeError(f"serve did not start: {proc.stdout.read()}") from None
                 time.sleep(0.25)
         yield url
     finally:

@@ -49,7 +49,8 @@ def gallery() -> Gallery:
 @pytest.fixture(scope="module")
 def directions(model) -> dict:
     g = torch.Generator().manual_seed(1)
-    return {"names": ["Odd", "Big"], "directions": 0.2 * torch.randn(2, model.num_dims, generator=g)}
+    d = 0.2 * torch.randn(2, model.num_dims, generator=g)
+    return {"names": ["Odd", "Big"], "directions": d}
 
 
 @pytest.fixture
@@ -72,18 +73,26 @@ def test_gallery_images_are_encoded_exactly_with_their_bits_per_dim(explorer, mo
     for k, entry in enumerate(explorer.gallery):
         assert entry.reconstruction_error == 0
         assert entry.bpd == pytest.approx(float(want[k]), abs=1e-9)
-        assert torch.equal(explorer.edit(entry.id, {}), gallery.images[k])
+        assert torch.equal(explorer.edit(entry.id, {}).image, gallery.images[k])
 
 
 def test_an_edit_is_the_manipulation_the_library_draws(explorer, model, directions, gallery):
     d = directions["directions"]
-    got = explorer.edit("g2", {"Odd": 0.75})
+    got = explorer.edit("g2", {"Odd": 0.75}).image
     want = manipulate_images(model, gallery.images[2:3], d[0], [0.75])[0, 0]
     assert torch.equal(got, want)
-    both = explorer.edit("g2", {"Odd": 0.75, "Big": -1.5})
+    both = explorer.edit("g2", {"Odd": 0.75, "Big": -1.5}).image
     eps = encode_images(model, gallery.images[2:3])
     assert torch.equal(both, decode_latents(model, eps + 0.75 * d[0] - 1.5 * d[1])[0])
     assert not torch.equal(both, got)
+    assert not explorer.edit("g2", {"Odd": 0.75}).overflow
+
+
+def test_an_overflowing_picture_says_so_instead_of_warning(model, gallery, recwarn):
+    huge = {"names": ["Far"], "directions": torch.full((1, model.num_dims), 1e6)}
+    picture = Explorer(model, huge, gallery).edit("g0", {"Far": 2})
+    assert picture.overflow and "try smaller amounts" in picture.warning
+    assert not [w for w in recwarn if "inf or NaN" in str(w.message)]
 
 
 def test_zero_amounts_are_dropped_and_order_follows_the_attributes(explorer):
@@ -93,7 +102,7 @@ def test_zero_amounts_are_dropped_and_order_follows_the_attributes(explorer):
 
 def test_a_sample_is_the_seeds_sample(explorer, model):
     for seed, t in ((0, 0.7), (123456, 1.0), (5, 0.0)):
-        assert torch.equal(explorer.sample(seed, t), sample_images(model, [seed], t)[0])
+        assert torch.equal(explorer.sample(seed, t).image, sample_images(model, [seed], t)[0])
 
 
 @pytest.mark.parametrize("spherical", [False, True])
@@ -101,7 +110,7 @@ def test_mixing_every_level_is_the_interpolation(explorer, model, gallery, spher
     row = interpolate_images(model, gallery.images[1:2], gallery.images[4:5], 11, spherical)[0]
     path = "spherical" if spherical else "linear"
     for k in (0, 3, 10):
-        assert torch.equal(explorer.mix("g1", "g4", k / 10, path, "mm"), row[k])
+        assert torch.equal(explorer.mix("g1", "g4", k / 10, path, "mm").image, row[k])
 
 
 def test_levels_come_from_the_image_they_name(explorer, model, gallery):
@@ -110,10 +119,11 @@ def test_levels_come_from_the_image_they_name(explorer, model, gallery):
     assert (fine.stop - fine.start, top.stop - top.start) == tuple(sizes)
     assert sizes[0] >= sizes[1]  # the finest level is split off first
     a, b = explorer.image("g0"), explorer.image("g5")
-    assert torch.equal(explorer.mix("g0", "g5", 0.3, "linear", "aa"), a.image)
-    assert torch.equal(explorer.mix("g0", "g5", 0.3, "linear", "bb"), b.image)
+    assert torch.equal(explorer.mix("g0", "g5", 0.3, "linear", "aa").image, a.image)
+    assert torch.equal(explorer.mix("g0", "g5", 0.3, "linear", "bb").image, b.image)
     eps = torch.cat([a.eps[fine], b.eps[top]])[None]
-    assert torch.equal(explorer.mix("g0", "g5", 0.3, "linear", "ab"), decode_latents(model, eps)[0])
+    mixed = explorer.mix("g0", "g5", 0.3, "linear", "ab").image
+    assert torch.equal(mixed, decode_latents(model, eps)[0])
 
 
 def test_an_upload_is_held_under_its_content_hash_until_pushed_out(explorer):
@@ -141,7 +151,7 @@ def test_ids_not_held_are_unknown(explorer, image_id):
 @pytest.mark.parametrize(
     "call, fragment",
     [(lambda e: e.edit("g0", {"Smiling": 1}), "unknown attribute 'Smiling'"),
-     (lambda e: e.edit("g0", {"Odd": 4.5}), "Odd must lie in [-4.0, 4.0]"),
+     (lambda e: e.edit("g0", {"Odd": 2.5}), "Odd must lie in [-2.0, 2.0]"),
      (lambda e: e.edit("g0", {"Odd": float("inf")}), "Odd must lie"),
      (lambda e: e.sample(-1, 0.7), "seed must lie"),
      (lambda e: e.sample(2**31, 0.7), "seed must lie"),
@@ -187,6 +197,6 @@ def test_a_class_conditional_model_edits_each_image_with_its_likeliest_class():
     assert all(e.reconstruction_error == 0 for e in explorer.gallery)
     assert explorer.model_info()["num_classes"] == 3
     y = torch.full((1,), 2)
-    assert torch.equal(explorer.sample(4, 0.6, label=2), sample_images(model, [4], 0.6, y)[0])
+    assert torch.equal(explorer.sample(4, 0.6, label=2).image, sample_images(model, [4], 0.6, y)[0])
     with pytest.raises(ExplorerError, match=r"label must lie in \[0, 2\]"):
         explorer.sample(4, 0.6, label=3)

@@ -26,8 +26,9 @@ def celeba_face(k: int = 0) -> np.ndarray:
     return load_gallery(bundled_root() / "celeba64").images[k].permute(1, 2, 0).numpy()
 
 
-def face_photo(k: int = 0, side: int = 200, canvas: tuple[int, int] = (480, 360),
-               at: tuple[int, int] = (150, 60)) -> tuple[Image.Image, tuple[int, int, int, int]]:  # fmt: skip
+def face_photo(
+    k: int = 0, side: int = 200, canvas: tuple[int, int] = (480, 360), at: tuple = (150, 60)
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
     """A photo with a real face: a CelebA face enlarged to ``side`` and put on a grey canvas at
     ``at``; returns the photo and the face crop's box in it."""
     photo = Image.new("RGB", canvas, (118, 120, 125))

@@ -188,11 +188,12 @@ class ImageChannel {
   }
 }
 
-function setReadout(section, bpd, command) {
+function setReadout(section, bpd, command, warning) {
   const readout = section.querySelector('.readout');
   readout.classList.remove('pending');
   const subject = section.dataset.subject;
-  readout.querySelector('.bpd').textContent = bpd == null ? '' : `${subject}: ${Number(bpd).toFixed(3)} bits/dim`;
+  const shown = bpd == null ? '' : `${subject}: ${Number(bpd).toFixed(3)} bits/dim`;
+  readout.querySelector('.bpd').textContent = warning ? `${shown} (${warning})` : shown;
   readout.querySelector('.command-box').hidden = !command;
   readout.querySelector('.command').textContent = command || '';
 }
@@ -662,10 +663,10 @@ async function start() {
   if (model.gallery_note) Object.assign($('#gallery-note'), { textContent: model.gallery_note, hidden: false });
   if (!model.gallery.length) $('#gallery').append(el('p', { class: 'note' }, 'No gallery images: upload one.'));
 
-  channels.edit = new ImageChannel($('#edit-result'), $('#view-edit'), (d) => setReadout($('#view-edit'), d.bpd, d.command));
-  channels.mix = new ImageChannel($('#mix-result'), $('#view-mix'), (d) => setReadout($('#view-mix'), d.bpd, d.command));
+  channels.edit = new ImageChannel($('#edit-result'), $('#view-edit'), (d) => setReadout($('#view-edit'), d.bpd, d.command, d.warning));
+  channels.mix = new ImageChannel($('#mix-result'), $('#view-mix'), (d) => setReadout($('#view-mix'), d.bpd, d.command, d.warning));
   channels.sample = new ImageChannel($('#sample-image'), $('#view-sample'), (d, url) => {
-    setReadout($('#view-sample'), d.bpd, d.command);
+    setReadout($('#view-sample'), d.bpd, d.command, d.warning);
     captionSample(d, url);
   });
 

@@ -1,0 +1,146 @@
+"""Round-trip latency of the explorer's edits: a slider move to a new image.
+
+Starts ``glowflow serve`` (the bundled celeba64 model, 64x64) in its own process, then plays
+``--edits`` slider moves against it over one keep-alive HTTP connection, as the page does: each
+move changes one attribute's amount on a gallery face or an uploaded photo and waits for the
+whole PNG of ``/api/edit.png``. Prints the machine, a table of p50/p95/max in milliseconds, and
+a JSON line, which ``--out`` also writes.
+
+    python benchmarks/bench_explorer.py --edits 100 --out benchmarks/results/explorer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "glowflow", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/api/attributes")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"glowflow serve failed: {proc.stderr.read()}")
+            time.sleep(0.2)
+    sys.exit("glowflow serve did not start in 120 s")
+
+
+def upload(conn: http.client.HTTPConnection, gallery_png: bytes) -> str:
+    """A photo-sized upload (a gallery face enlarged onto a 640x480 frame), its id."""
+    face = Image.open(io.BytesIO(gallery_png)).resize((256, 256), Image.LANCZOS)
+    photo = Image.new("RGB", (640, 480), (110, 112, 118))
+    photo.paste(face, (190, 90))
+    out = io.BytesIO()
+    photo.save(out, format="JPEG", quality=90)
+    conn.request("POST", "/api/images", body=out.getvalue(), headers={"Content-Type": "image/jpeg"})
+    r = conn.getresponse()
+    return json.loads(r.read())["id"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--edits", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="also write the JSON record here")
+    args = p.parse_args()
+
+    port = free_port()
+    proc = start_server(port, args.threads)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/api/model")
+        model = json.loads(conn.getresponse().read())
+        attributes = model["attributes"]
+        conn.request("GET", "/api/images/g0.png")
+        images = [g["id"] for g in model["gallery"][:8]]
+        images.append(upload(conn, conn.getresponse().read()))
+        rng = random.Random(args.seed)
+        image, amounts = images[0], {}
+        times = []
+        for k in range(args.warmup + args.edits):
+            if k % 10 == 0:  # now and then the user picks another face
+                image, amounts = rng.choice(images), {}
+            name = rng.choice(attributes[:: max(1, len(attributes) // 8)])  # a few sliders
+            amounts[name] = round(rng.uniform(-2, 2) / 0.05) * 0.05
+            query = urllib.parse.urlencode({"image": image, **amounts})
+            start = time.perf_counter()
+            conn.request("GET", f"/api/edit.png?{query}")
+            r = conn.getresponse()
+            body = r.read()
+            elapsed = time.perf_counter() - start
+            if r.status != 200 or not body.startswith(b"\x89PNG"):
+                sys.exit(f"edit failed: {r.status} {body[:200]!r}")
+            if k >= args.warmup:
+                times.append(elapsed * 1000)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    ms = np.array(times)
+    record = {
+        "benchmark": "explorer edit round trip (slider move -> PNG)",
+        "model": model["checkpoint"], "image_shape": model["image_shape"],
+        "edits": len(ms), "warmup": args.warmup, "server_threads": args.threads,
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "max_ms": round(float(ms.max()), 1), "mean_ms": round(float(ms.mean()), 1),
+        "machine": {"cpu": cpu_model(), "cores": torch.get_num_threads(),
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "command": " ".join(["python", "benchmarks/bench_explorer.py", *sys.argv[1:]]),
+    }  # fmt: skip
+    m = record["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} threads, torch {m['torch']}, "
+          f"server threads {args.threads}")  # fmt: skip
+    print(f"{'model':<10} {'edits':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+    print(f"{record['model']:<10} {record['edits']:>5} {record['p50_ms']:>7} "
+          f"{record['p95_ms']:>7} {record['max_ms']:>7}")  # fmt: skip
+    print(json.dumps(record))
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
