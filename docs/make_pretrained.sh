@@ -79,6 +79,14 @@ was stopped with Ctrl-C and resumed on two threads for the rest of the budget. T
 directions were computed on the training faces. Stored as float32; float16 would give $c16 \
 bits/dim on the held-out faces against $c32."
 
+# a few held-out images ship with each model, for glowflow serve
+python tools/add_gallery.py glowflow/models/celeba64 "npz:$work/celeba_heldout.npz" 36 \
+    "CelebA (Liu et al. 2015), images 004751-004786: held out, never trained on. CelebA's terms: \
+non-commercial research purposes only." --prefix "CelebA "
+python tools/add_gallery.py glowflow/models/mnist "npz:$work/mnist_heldout.npz" 36 \
+    "MNIST (LeCun, Cortes and Burges): the first 36 of the 5,000 held-out digits (never trained \
+on), commonly distributed under CC BY-SA 3.0." --pad 2
+
 out=docs/pretrained
 mkdir -p $out
 glowflow sample --checkpoint mnist --seeds 0-63 --temperature 0.7 --out $out/mnist_samples.png

@@ -237,6 +237,12 @@ class Explorer:
 
     def _hold_gallery(self, gallery: Gallery, batch: int = 32) -> None:
         n = len(gallery.images)
+        shape = tuple(gallery.images.shape[1:])
+        if shape != tuple(self.config.image_shape):
+            raise ExplorerError(
+                f"the gallery {gallery.spec} holds images {shape}, the model takes "
+                f"{tuple(self.config.image_shape)}; give a data set of the model's size"
+            )
         _, h, w = self.config.image_shape
         whole = Framing("as given", (0.0, 0.0, float(w), float(h)), None)
         for s in range(0, n, batch):

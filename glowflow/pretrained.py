@@ -217,6 +217,7 @@ def save_pretrained(
             atomic_write_bytes(directory / ATTRIBUTES_FILE, attr_bytes)
         else:  # directions of a model that was here before would not fit this one
             (directory / ATTRIBUTES_FILE).unlink(missing_ok=True)
+        (directory / GALLERY_FILE).unlink(missing_ok=True)  # nor might its gallery
     except OSError as e:
         raise PretrainedError(
             f"cannot write the pretrained folder {directory}: {_one_line(first_line(e))}; "
