@@ -422,11 +422,15 @@ class Explorer:
 
     # ------------------------------------------------------------------------- commands
     def _image_words(self, entry: Entry) -> list[str] | None:
-        """How a command names the image: its index in the gallery's data set, or the crop's
-        file (as ``/api/images/ID.png`` gives it); None where no command can."""
+        """How ``manipulate`` names the image and gets the directions: the image's index in the
+        gallery's data set, or the crop's file (as ``/api/images/ID.png`` gives it); None where
+        no command can. Computed directions come from the gallery's data set, so its options
+        (``direction_words``) name both."""
         if entry.gallery_index is not None:
-            return None if self.gallery_words is None else [
-                *self.gallery_words, "--images", str(entry.gallery_index)]  # fmt: skip
+            if self.gallery_words is None:
+                return None
+            words = self.direction_words or self.gallery_words
+            return [*words, "--images", str(entry.gallery_index)]
         if self.config.num_classes is not None:  # an upload's label is a guess of ours
             return None
         return [*self.direction_words, "--images", f"{entry.id}.png"]

@@ -14,6 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
+from conftest import free_port
 from conftest import main_in_process as glowflow
 from PIL import Image
 
@@ -271,8 +272,6 @@ def test_serve_with_no_options_serves_celeba64_on_loopback(monkeypatch, capsys):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
     r = glowflow("serve", "--port", "0")
     assert r.returncode == 2 and "--port must lie in 1..65535" in r.stderr
-    from conftest import free_port
-
     port = free_port()
     r = glowflow("serve", "--port", port)
     assert r.returncode == 0, r.stderr
@@ -300,3 +299,26 @@ def test_serve_refuses_a_port_in_use_in_one_line():
         r = glowflow("serve", "--port", s.getsockname()[1])
     assert r.returncode == 2 and "choose another --port" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_computes_class_directions_from_a_labelled_data_set(monkeypatch, tmp_path):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
+    r = glowflow("serve", "--checkpoint", "mnist", "--dataset", "mnist-mini", "--limit", "300",
+                 "--gallery-size", "4", "--port", free_port())  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    client = TestClient(calls[0])
+    info = client.get("/api/model").json()
+    assert info["attributes"] == [f"class:{k}" for k in range(10)]
+    assert [g["id"] for g in info["gallery"]] == ["g0", "g1", "g2", "g3"]
+    assert info["face_detector"] is False  # digits are centre-cropped, not face-framed
+    record = client.get("/api/edit.json?image=g1&class:7=1").json()
+    words = record["command"].split()
+    assert words[words.index("--max-images") + 1] == "300"
+    out = tmp_path / "seven.png"
+    assert glowflow(*words[1:-2], "--out", out).returncode == 0
+    by_command = np.asarray(Image.open(out))[2:34, 2:34, 0]
+    by_server = decode_png(client.get("/api/edit.png?image=g1&class:7=1").content)
+    assert (by_command != by_server).mean() < 0.002

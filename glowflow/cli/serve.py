@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--framing", choices=FRAMINGS, default="auto",
                    help="how uploads are cropped: around a detected face, or the centre square "
                         "(auto: faces for a model with CelebA's attributes)")  # fmt: skip
+    p.add_argument("--limit", type=positive_int,
+                   help="use only the first N images of --dataset for the directions")  # fmt: skip
     p.add_argument("--max-upload-mb", type=positive_int, default=10)
     add_data_options(p)
 
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"glowflow serve needs {e.name}: {SERVE_EXTRA}") from None
     _check_port(args.host, args.port)
     model, about = load_model(args.checkpoint, resolve_device(args.device))
-    data = load_data_for(args, model) if args.dataset else None
+    data = load_data_for(args, model, limit=args.limit) if args.dataset else None
     pretrained = about.get("pretrained_dir")
     directions = load_attributes(pretrained) if pretrained else None
     direction_words: list[str] = []
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     labelled = data is not None and (data.attrs is not None or data.labels is not None)
     if directions is None and labelled:
         directions = dataset_directions(model, data, progress=progress_bar("directions"))
-        direction_words = data_words
+        direction_words = data_words + (["--max-images", str(args.limit)] if args.limit else [])
     if data is not None:
         n = min(args.gallery_size, len(data))
         labels = None if data.labels is None else data.labels[:n]
