@@ -24,13 +24,70 @@ class ZeroConv2d(nn.Module):
         self.logs = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x) * torch.exp(3.0 * self.logs)
+        # conv(x) * e == conv with weight * e and bias * e: the scale is folded into the
+        # (small) weights instead of costing a pass over the (large) output
+        scale = torch.exp(3.0 * self.logs).reshape(-1)  # (C_out,)
+        weight = self.conv.weight * scale[:, None, None, None]
+        return F.conv2d(x, weight, self.conv.bias * scale, padding=self.conv.padding)
+
+
+def conv_actnorm(x: torch.Tensor, conv: nn.Conv2d, norm: ActNorm) -> torch.Tensor:
+    """``actnorm(conv(x))`` as one convolution: ``(conv(x) + b) * e^s`` is the convolution with
+    weight ``W * e^s`` and bias ``b * e^s``, per output channel.
+
+    Folding costs O(weights) instead of two passes over the output, and the convolution's
+    output is the only activation kept. Actnorm's data-dependent initialisation still sees the
+    plain ``conv(x)``.
+    """
+    if norm._needs_init():
+        norm._initialize(conv(x))
+    scale = torch.exp(norm.logs).reshape(-1)  # (C_out,)
+    weight = conv.weight * scale.to(conv.weight.dtype)[:, None, None, None]
+    return F.conv2d(x, weight, norm.bias.reshape(-1) * scale, padding=conv.padding)
+
+
+class _ReLU(torch.autograd.Function):
+    """ReLU in place, whose backward also works in place, on the incoming gradient.
+
+    Its input is a convolution's fresh output and its gradient a convolution's fresh input
+    gradient, each used by nothing else, so neither needs a copy. Writing into them saves two
+    activation-sized allocations per layer, which on a CPU cost more than the arithmetic
+    (every fresh page is faulted in and zeroed by the kernel).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.relu_()
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        if not grad.is_contiguous(memory_format=_layout(out)):
+            return torch.ops.aten.threshold_backward(grad, out, 0)
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not (
+        x.is_contiguous()) else torch.contiguous_format  # fmt: skip
+
+
+def relu_(x: torch.Tensor) -> torch.Tensor:
+    """``max(x, 0)`` written into ``x`` (a tensor nothing else reads), in place also backward."""
+    return _ReLU.apply(x) if torch.is_grad_enabled() and x.requires_grad else x.relu_()
 
 
 class CouplingNet(nn.Module):
     """``conv3x3 -> actnorm -> ReLU -> conv1x1 -> actnorm -> ReLU -> ZeroConv3x3``.
 
     Maps ``(B, in_channels, H, W)`` to ``(B, out_channels, H, W)``; the last layer starts at zero.
+    Each actnorm (and the last layer's output scale) is folded into its convolution's weights,
+    and the ReLUs work in place: three convolutions and their outputs, nothing else of the
+    hidden width.
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: int) -> None:
@@ -44,10 +101,8 @@ class CouplingNet(nn.Module):
             nn.init.normal_(conv.weight, 0.0, 0.05)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self.norm1(self.conv1(x))
-        h = F.relu(h)
-        h, _ = self.norm2(self.conv2(h))
-        h = F.relu(h)
+        h = relu_(conv_actnorm(x, self.conv1, self.norm1))  # (B, hidden, H, W)
+        h = relu_(conv_actnorm(h, self.conv2, self.norm2))
         return self.out(h)
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from glowflow.actnorm import ActNorm
+from glowflow.autotune import prefer_channels_last
 from glowflow.backprop import invertible_sequence
 from glowflow.config import GlowConfig
 from glowflow.flowstep import FlowStep
@@ -125,6 +126,8 @@ class Glow(nn.Module):
             nn.init.zeros_(self.classifier.bias)
         else:
             self.classifier = None
+        if prefer_channels_last():  # faster convolutions; see glowflow.autotune
+            self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, config: GlowConfig | dict[str, Any]) -> Glow:

@@ -65,7 +65,7 @@ def test_bf16_autocast_runs_couplings_low_and_keeps_the_rest_float32():
         return hook
 
     step = model.levels[0].steps[0]
-    step.coupling.net.conv1.register_forward_hook(record("coupling conv"))
+    step.coupling.net.register_forward_hook(record("coupling conv"))
     step.permute.register_forward_hook(record("1x1 conv"))
     step.actnorm.register_forward_hook(record("actnorm"))
     model.levels[0].split.register_forward_hook(record("split prior"))
@@ -102,3 +102,52 @@ def test_inverse_weight_is_cached_and_invalidated_on_update(cls):
     x, _ = layer.inverse(z)
     x.sum().backward()
     assert all(p.grad is not None for p in layer.parameters())
+
+
+def _reference_net(net, x):
+    """The coupling network written out layer by layer, nothing folded: the definition."""
+    import torch.nn.functional as F
+
+    def norm(h, an):
+        return (h + an.bias) * torch.exp(an.logs)
+
+    h = F.relu(norm(F.conv2d(x, net.conv1.weight, padding=1), net.norm1))
+    h = F.relu(norm(F.conv2d(h, net.conv2.weight), net.norm2))
+    out = F.conv2d(h, net.out.conv.weight, net.out.conv.bias, padding=1)
+    return out * torch.exp(3.0 * net.out.logs)
+
+
+def test_the_folded_coupling_network_is_its_layer_by_layer_definition():
+    torch.manual_seed(0)
+    model = Glow((3, 8, 8), levels=2, depth=2, hidden_channels=16)
+    model.initialize(torch.rand(8, 3, 8, 8) - 0.5)
+    randomize_(model, 0.1)
+    net = model.levels[0].steps[1].coupling.net
+    x = torch.randn(4, 6, 4, 4, requires_grad=True)
+    got, want = net(x), _reference_net(net, x)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    g1 = torch.autograd.grad(got.square().sum(), (x, *net.parameters()))
+    g2 = torch.autograd.grad(want.square().sum(), (x, *net.parameters()))
+    assert all(torch.allclose(a, b, rtol=1e-10, atol=1e-12) for a, b in zip(g1, g2))
+
+
+@pytest.mark.usefixtures("float32")
+def test_float32_log_likelihoods_stay_within_1e_5_of_float64():
+    """The fast paths (folded networks, channels-last weights, in-place ReLUs) change float32
+    rounding only: the log-likelihood stays within 1e-5 relative of the same model in float64."""
+    torch.manual_seed(0)
+    model = Glow((3, 16, 16), levels=2, depth=4, hidden_channels=32)
+    x = torch.rand(16, 3, 16, 16) - 0.5
+    model.initialize(x)
+    randomize_(model, 0.02)
+    logp32 = model.log_prob(x)
+    exact = Glow.from_config(model.config).double()
+    exact.load_state_dict(model.state_dict())
+    logp64 = exact.log_prob(x.double())
+    assert ((logp32.double() - logp64).abs() / logp64.abs()).max() < 1e-5
+    assert (
+        next(model.levels[0].steps[0].coupling.net.parameters()).is_contiguous(
+            memory_format=torch.channels_last
+        )
+        == torch.backends.mkldnn.is_available()
+    )
