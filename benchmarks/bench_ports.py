@@ -45,7 +45,7 @@ PORTS = {
                    "97081ff115a694cf04aeedbd58447f33d242c879"),
     "y0ast": (("y0ast+Glow-PyTorch", "Glow-PyTorch"), "13c7b013dde32600e732416f2ed15438d686636f"),
 }  # fmt: skip
-IMPLEMENTATIONS = ("glowflow", *PORTS)
+IMPLEMENTATIONS = ("glowflow", "glowflow-ms", *PORTS)  # -ms: Glow(..., memory_saving=True)
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -103,11 +103,11 @@ def find_port(root: Path | None, name: str) -> Path | None:
 
 
 class GlowflowAdapter:
-    def __init__(self, cfg: dict, root):
+    def __init__(self, cfg: dict, root, memory_saving: bool = False):
         from glowflow import Glow
 
         self.model = Glow((3, 32, 32), levels=cfg["levels"], depth=cfg["depth"],
-                          hidden_channels=cfg["width"])  # fmt: skip
+                          hidden_channels=cfg["width"], memory_saving=memory_saving)  # fmt: skip
         self.n_bits = 8
 
     def initialize(self, x):
@@ -174,7 +174,12 @@ class Y0astAdapter:
             return self.model(z=z, temperature=temperature, reverse=True)
 
 
-ADAPTERS = {"glowflow": GlowflowAdapter, "rosinality": RosinalityAdapter, "y0ast": Y0astAdapter}
+ADAPTERS = {
+    "glowflow": GlowflowAdapter,
+    "glowflow-ms": lambda cfg, root: GlowflowAdapter(cfg, root, memory_saving=True),
+    "rosinality": RosinalityAdapter,
+    "y0ast": Y0astAdapter,
+}
 
 
 # ----------------------------------------------------------------------------- one process
@@ -250,7 +255,7 @@ def main() -> None:
 
     impls, missing = [], []
     for name in args.only.split(","):
-        if name == "glowflow" or find_port(args.peers_root, name):
+        if name.startswith("glowflow") or find_port(args.peers_root, name):
             impls.append(name)
         else:
             missing.append(name)

@@ -13,7 +13,7 @@ COUPLINGS = ("affine", "additive")
 PERMUTATIONS = ("lu", "conv", "shuffle", "reverse")
 OPTIMIZERS = ("adam", "adamax")
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where it is faster here (glowflow.autotune)
 ON_BAD_IMAGE = ("skip", "error")
 BUILTIN_DATASET = "mnist-mini"  # the 10,000 MNIST digits that ship in the package
 #: TrainConfig fields that the library takes but ``glowflow train`` has no flag for.
@@ -180,7 +180,7 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     compile: bool = False  # torch.compile the forward pass and loss
     channels_last: bool = False  # NHWC activations and weights (faster convolutions on CPU)
     log_every: int = 50

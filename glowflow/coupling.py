@@ -138,6 +138,18 @@ class AffineCoupling(nn.Module):
         x_b = z_b * torch.exp(-logscale) - shift
         return torch.cat([z_a, x_b], dim=1), -logscale.flatten(1).sum(1)
 
+    def inverse_with_graph(self, z: torch.Tensor):
+        """The input ``x`` recomputed from the output ``z``, as two leaves ``(x_a, x_b)`` that
+        require grad, and ``(z, logdet)`` recomputed from them with autograd on; the network
+        runs once for both (memory-saving backprop, :mod:`glowflow.backprop`)."""
+        x_a = z[:, : self.split].detach().requires_grad_(True)  # z_a == x_a
+        shift, logscale = self._shift_logscale(x_a, z.dtype)
+        with torch.no_grad():
+            x_b = z[:, self.split :] * torch.exp(-logscale) - shift
+        x_b.requires_grad_(True)
+        z_b = (x_b + shift) * torch.exp(logscale)
+        return (x_a, x_b), (torch.cat([x_a, z_b], dim=1), logscale.flatten(1).sum(1))
+
 
 class AdditiveCoupling(nn.Module):
     """Additive coupling (NICE): ``z_a = x_a``, ``z_b = x_b + t(x_a)``; log-det 0.
@@ -159,3 +171,11 @@ class AdditiveCoupling(nn.Module):
         z_a, z_b = z[:, : self.split], z[:, self.split :]
         x_b = z_b - self.net(z_a).to(z.dtype)
         return torch.cat([z_a, x_b], dim=1), z.new_zeros(z.shape[0])
+
+    def inverse_with_graph(self, z: torch.Tensor):
+        """As :meth:`AffineCoupling.inverse_with_graph` (the log-det is 0)."""
+        x_a = z[:, : self.split].detach().requires_grad_(True)
+        shift = self.net(x_a).to(z.dtype)
+        x_b = (z[:, self.split :] - shift).detach().requires_grad_(True)
+        z_b = x_b + shift
+        return (x_a, x_b), (torch.cat([x_a, z_b], dim=1), z.new_zeros(z.shape[0]))

@@ -46,6 +46,11 @@ class FlowStep(nn.Module):
         self.permute = make_permutation(permutation, channels)
         self.coupling = make_coupling(coupling, channels, hidden_channels)
 
+    @property
+    def head(self) -> _Head:
+        """The step before its coupling (actnorm and permutation), as one invertible layer."""
+        return _Head(self)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, ld_norm = self.actnorm(x)
         x, ld_perm = self.permute(x)
@@ -57,3 +62,24 @@ class FlowStep(nn.Module):
         z, ld_perm = self.permute.inverse(z)
         x, ld_norm = self.actnorm.inverse(z)
         return x, ld_norm + ld_perm + ld_coupling
+
+
+class _Head:
+    """``actnorm -> permutation`` of a :class:`FlowStep`, with the layer contract."""
+
+    def __init__(self, step: FlowStep) -> None:
+        self.step = step
+
+    def parameters(self):
+        yield from self.step.actnorm.parameters()
+        yield from self.step.permute.parameters()
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, ld_norm = self.step.actnorm(x)
+        x, ld_perm = self.step.permute(x)
+        return x, ld_norm + ld_perm
+
+    def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, ld_perm = self.step.permute.inverse(z)
+        x, ld_norm = self.step.actnorm.inverse(z)
+        return x, ld_norm + ld_perm

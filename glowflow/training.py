@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glowflow import distributed, seeding
+from glowflow.autotune import choose_precision
 from glowflow.batches import BatchOrder, make_batch
 from glowflow.checkpoint import CheckpointError, load_checkpoint
 from glowflow.config import ConfigError, GlowConfig, TrainConfig
@@ -91,6 +92,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.objective: nn.Module = _Objective(self.model)
         self.compiled = False
+        self.precision = c.precision if c.precision != "auto" else "fp32"  # run() decides
         # fused Adam can skip a step on the device (found_inf), so the loop never waits for it
         self.optimizer, self.fused = make_optimizer(c.optimizer, self.model, c.lr)
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
@@ -158,6 +160,28 @@ class Trainer:
         if self.ema is not None:
             self.ema.reset(self.model)
 
+    def _choose_precision(self) -> str:
+        """The precision of the coupling networks: as configured, or for ``auto`` the faster
+        on this machine (timed on the first batch, without changing the model), agreed by all
+        processes."""
+        if self.cfg.precision != "auto":
+            return self.cfg.precision
+        g = seeding.generator(self.cfg.seed, self.step, seeding.INIT)
+        x, y = self.batch(self.order.indices(self.step), g, shard=True)
+
+        def one_pass(bf16: bool) -> None:
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                logp, _ = self.objective(x, y)
+            logp.float().mean().backward()
+            self.model.zero_grad(set_to_none=True)
+
+        choice, why = choose_precision(one_pass, self.device)
+        votes = torch.tensor([float(choice == "bf16")], device=self.device)
+        if distributed.all_reduce_sum(votes, self.dist).item() < self.dist.world_size:
+            choice = "fp32"
+        self.log(f"precision auto: {choice} ({why})")
+        return choice
+
     def train_step(self, step: int) -> StepResult:
         """One optimisation step, skipped when the loss or a gradient is NaN or infinite.
 
@@ -168,7 +192,7 @@ class Trainer:
         c = self.cfg
         g = seeding.generator(c.seed, step, seeding.TRAIN)
         x, y = self.batch(self.order.indices(step), g, shard=True)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=c.precision == "bf16"):
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             logp, logits = self.objective(x, y)
         bpd = bits_per_dim(logp.float(), self.model.num_dims, self.model.config.n_bits).mean()
         loss = bpd
@@ -202,6 +226,7 @@ class Trainer:
         if self.step == 0 and not self.model.is_initialized:
             self.initialize()
         self._wrap_for_processes()
+        self.precision = self._choose_precision()
         if c.compile and not self.compiled:
             self.objective, self.compiled = torch.compile(self.objective), True
         metrics = MetricsLog(self.folder, c.tensorboard and self.dist.is_main, self.log)
@@ -252,6 +277,7 @@ class Trainer:
             "elapsed_s": round(self.elapsed, 1),
             "val_bpd": self._evaluate(metrics, final=True),
             "nan_skipped": self.nan_skipped,
+            "precision": self.precision,
             "run_dir": str(self.folder.path),
         }
         if main:

@@ -151,3 +151,20 @@ def test_float32_log_likelihoods_stay_within_1e_5_of_float64():
         )
         == torch.backends.mkldnn.is_available()
     )
+
+
+@pytest.mark.parametrize("bf16_cost, want", [(0.5, "bf16"), (1.0, "fp32"), (2.0, "fp32")])
+def test_auto_precision_chooses_bf16_only_when_it_is_clearly_faster(bf16_cost, want):
+    import time
+
+    from glowflow.autotune import choose_precision
+
+    calls = []
+
+    def one_pass(bf16: bool) -> None:
+        calls.append(bf16)
+        time.sleep(0.02 * (bf16_cost if bf16 else 1.0))
+
+    choice, why = choose_precision(one_pass, torch.device("cpu"), repeats=2)
+    assert choice == want and "fp32" in why
+    assert calls.count(True) == calls.count(False) == 3  # a warm-up each, then taking turns

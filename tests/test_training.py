@@ -19,7 +19,7 @@ def small_config(digits_npz, **kw) -> TrainConfig:
     base = dict(
         dataset=f"npz:{digits_npz}", levels=2, depth=1, hidden_channels=8, batch_size=16,
         init_batch_size=32, val_fraction=0.25, steps=6, log_every=1, checkpoint_every=3,
-        n_samples=4, warmup_steps=2, device="cpu",
+        n_samples=4, warmup_steps=2, device="cpu", precision="fp32",
     )  # fmt: skip
     base.update(kw)
     return TrainConfig(**base)
@@ -226,3 +226,19 @@ def test_speed_options_take_the_same_steps_as_plain_training(digits_npz, tmp_pat
     assert sorted(fast) == [1, 2, 3]
     for step in (1, 2, 3):
         assert fast[step] == pytest.approx(plain[step], rel=1e-4), step
+
+
+def test_auto_precision_times_both_and_keeps_the_model_untouched(digits_npz, tmp_path):
+    trainer = Trainer(small_config(digits_npz, precision="auto", steps=1), tmp_path / "run")
+    trainer.initialize()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    lines = []
+    trainer.log = lines.append
+    choice = trainer._choose_precision()
+    assert choice in ("fp32", "bf16")
+    assert lines and lines[0].startswith(f"precision auto: {choice} (")
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in before.items())
+    assert all(p.grad is None for p in trainer.model.parameters())
+    assert Trainer(small_config(digits_npz, precision="auto"), tmp_path / "r2").run()[
+        "precision"
+    ] in ("fp32", "bf16")

@@ -90,7 +90,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt("--max-time", "stop after this many minutes", type=float, metavar="MINUTES")
     opt("--seed", "random seed (data order, noise, init)", type=int)
     opt("--device", "auto, cpu, cuda, cuda:N")
-    opt("--precision", "bf16 runs the coupling networks in bfloat16", choices=PRECISIONS)
+    opt(
+        "--precision",
+        "bf16 runs the coupling networks in bfloat16; auto does so only where "
+        "that is faster on this machine (timed at the start of the run)",
+        choices=PRECISIONS,
+    )
     opt("--compile", "torch.compile the forward pass and loss (the first steps compile; 1.3x "
         "faster on a CPU at width 256, see the README)",
         action=argparse.BooleanOptionalAction)  # fmt: skip

@@ -1,0 +1,85 @@
+"""The README's comparison with the ports, generated from a committed benchmark record.
+
+    python benchmarks/speed_table.py benchmarks/results/ports.json --readme README.md
+
+prints the table and, with ``--readme``, replaces the text between the README's
+``<!-- ports-table -->`` and ``<!-- /ports-table -->`` markers with it, so that every figure
+there comes from the record (and the record names the command that made it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BEGIN, END = "<!-- ports-table -->", "<!-- /ports-table -->"
+NAMES = {
+    "glowflow": "glowflow",
+    "glowflow-ms": "glowflow, memory saving",
+    "rosinality": "rosinality/glow-pytorch",
+    "y0ast": "y0ast/Glow-PyTorch",
+}
+STATE_BYTES_PER_PARAM = 16  # weights, gradients and Adam's two moments, float32
+
+
+def activation_mb(row: dict, k: str) -> float | None:
+    """Peak RSS minus the parameter state, in MB."""
+    rss, params = row.get(f"peak_rss_mb_k{k}"), row.get(f"params_k{k}")
+    if rss is None or params is None:
+        return None
+    return rss - params * STATE_BYTES_PER_PARAM / 2**20
+
+
+def table(record: dict) -> str:
+    rows = record["rows"]
+    ports = [r for r in rows if r["impl"] not in ("glowflow", "glowflow-ms")]
+    best_train = max((r["train_img_s"] for r in ports), default=None)
+    best_sample = max((r["sample_img_s"] for r in ports), default=None)
+    depths = [k[len("peak_rss_mb_k") :] for k in rows[0] if k.startswith("peak_rss_mb_k")]
+    m = record["machine"]
+    lines = [
+        f"Machine: {m['cpu']} ({', '.join(m['flags'])}), {m['threads']} threads, torch "
+        f"{m['torch']}; `torch.mm` {m['mm_gflops']['fp32']} GFLOP/s fp32, "
+        f"{m['mm_gflops']['bf16']} bf16. Command: `{record['command']}`.",
+        "",
+        "| implementation | train img/s | vs fastest port | sample img/s | vs fastest port | "
+        + " | ".join(f"peak RSS MB, K={k}" for k in depths)
+        + " | K=32 / K=8, less parameter state |",
+        "|---" * (5 + len(depths) + 1) + "|",
+    ]
+
+    def ratio(value, best):
+        return f"{value / best:.2f}x" if best else ""
+
+    for r in rows:
+        growth = ""
+        low, high = activation_mb(r, "8"), activation_mb(r, "32")
+        if low and high:
+            growth = f"{high / low:.2f}x"
+        peaks = " | ".join(
+            f"{r[f'peak_rss_mb_k{k}']:.0f}" if r.get(f"peak_rss_mb_k{k}") else "" for k in depths
+        )
+        lines.append(
+            f"| {NAMES.get(r['impl'], r['impl'])} | {r['train_img_s']:.1f} | "
+            f"{ratio(r['train_img_s'], best_train)} | {r['sample_img_s']:.1f} | "
+            f"{ratio(r['sample_img_s'], best_sample)} | {peaks} | {growth} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("record", type=Path)
+    p.add_argument("--readme", type=Path)
+    args = p.parse_args()
+    text = table(json.loads(args.record.read_text()))
+    print(text)
+    if args.readme:
+        readme = args.readme.read_text()
+        start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
+        args.readme.write_text(readme[:start] + "\n" + text + "\n" + readme[end:])
+
+
+if __name__ == "__main__":
+    main()
