@@ -143,8 +143,9 @@ class RosinalityAdapter:
 
     def sample(self, n: int, temperature: float):
         torch = self.m.torch
+        device = next(self.model.parameters()).device
         with torch.no_grad():
-            z = [torch.randn(n, *s) * temperature for s in self.shapes]
+            z = [torch.randn(n, *s, device=device) * temperature for s in self.shapes]
             return self.model.reverse(z)
 
 
@@ -169,7 +170,9 @@ class Y0astAdapter:
 
     def sample(self, n: int, temperature: float):
         with self.torch.no_grad():
-            mean, logs = self.model.prior(self.torch.empty(n, 1), None)
+            mean, logs = self.model.prior(
+                self.torch.empty(n, 1, device=self.model.prior_h.device), None
+            )
             z = self.modules.gaussian_sample(mean, logs, temperature)
             return self.model(z=z, temperature=temperature, reverse=True)
 
@@ -188,12 +191,19 @@ def run_single(cfg: dict) -> dict:
 
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
+    device = torch.device(cfg.get("device", "cpu"))
     adapter = ADAPTERS[cfg["impl"]](cfg, Path(cfg["root"]) if cfg["root"] else None)
-    model = adapter.model
+    model = adapter.model.to(device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     params = sum(p.numel() for p in model.parameters())
     g = torch.Generator().manual_seed(0)
     x = (torch.randint(0, 256, (cfg["batch"], 3, 32, 32), generator=g).float() + torch.rand(
         cfg["batch"], 3, 32, 32, generator=g)) / 256 - 0.5  # fmt: skip
+    x = x.to(device)
     adapter.initialize(x)
     out = {"impl": cfg["impl"], "kind": cfg["kind"], "depth": cfg["depth"], "params": params}
     if cfg["kind"] == "train":
@@ -205,17 +215,21 @@ def run_single(cfg: dict) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sync()
             if k >= cfg["warmup"]:
                 times.append(time.perf_counter() - t)
         out["images_per_s"] = cfg["batch"] / statistics.median(times)
         out["loss_finite"] = bool(math.isfinite(float(loss)))
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if device.type == "cuda":
+            out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         model.eval()
         times = []
         for k in range(cfg["warmup"] + cfg["steps"]):
             t = time.perf_counter()
             images = adapter.sample(cfg["batch"], cfg["temperature"])
+            sync()
             if k >= cfg["warmup"]:
                 times.append(time.perf_counter() - t)
         out["images_per_s"] = cfg["batch"] / statistics.median(times)
@@ -242,6 +256,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="timed steps per process")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--memory-depths", default="8,16,32")
     p.add_argument("--only", default=",".join(IMPLEMENTATIONS))
     p.add_argument("--out", type=Path, help="write the JSON record here")
@@ -272,7 +287,7 @@ def main() -> None:
               f"{PORTS[name][1]} as {PORTS[name][0][0]}")  # fmt: skip
 
     base = {"levels": 3, "width": 256, "batch": 64, "threads": args.threads, "temperature": 0.7,
-            "warmup": args.warmup, "steps": args.steps,
+            "warmup": args.warmup, "steps": args.steps, "device": args.device,
             "root": str(args.peers_root) if args.peers_root else None}  # fmt: skip
     jobs = [("train", 8), ("sample", 8)]
     jobs += [("train", int(k)) for k in args.memory_depths.split(",") if int(k) != 8]

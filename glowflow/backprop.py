@@ -54,7 +54,14 @@ class _InvertibleSequence(torch.autograd.Function):
         (z,) = ctx.saved_tensors
         device_type = z.device.type
         enabled, dtype = ctx.autocast
-        grads: dict[int, torch.Tensor] = {}
+        # Every parameter's gradient lives in one buffer, allocated before the step-by-step
+        # work: the long-lived gradients then sit in one block, not scattered between the
+        # short-lived activations, so the heap does not fragment as the model gets deeper.
+        flat = z.new_zeros(sum(p.numel() for p in ctx.params), dtype=ctx.params[0].dtype)
+        grads, offset, reached = {}, 0, set()
+        for p in ctx.params:
+            grads[id(p)] = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
 
         def local_grad(outputs, leaves, module, grad_out):
             """Gradients of ``outputs`` for the ``leaves`` and ``module``'s parameters."""
@@ -66,7 +73,8 @@ class _InvertibleSequence(torch.autograd.Function):
             )  # fmt: skip
             for p, g in zip(params, out[len(leaves) :]):
                 if g is not None:
-                    grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
+                    grads[id(p)].add_(g)
+                    reached.add(id(p))
             return out[: len(leaves)]
 
         for step in reversed(ctx.steps):
@@ -89,7 +97,7 @@ class _InvertibleSequence(torch.autograd.Function):
                 outputs = head(x)
             (grad_z,) = local_grad(outputs, (x,), head, (grad_z, grad_logdet))
             z = x.detach()
-        return (None, grad_z, *(grads.get(id(p)) for p in ctx.params))
+        return (None, grad_z, *(grads[id(p)] if id(p) in reached else None for p in ctx.params))
 
 
 def invertible_sequence(

@@ -182,7 +182,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False  # torch.compile the forward pass and loss
-    channels_last: bool = False  # NHWC activations and weights (faster convolutions on CPU)
+    channels_last: bool = False  # NHWC batches and weights (CPU models already use NHWC convs)
     log_every: int = 50
     eval_every: int = 0  # steps; 0 = only at the end
     sample_every: int = 0  # steps; 0 = only at the end

@@ -96,11 +96,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "that is faster on this machine (timed at the start of the run)",
         choices=PRECISIONS,
     )
-    opt("--compile", "torch.compile the forward pass and loss (the first steps compile; 1.3x "
-        "faster on a CPU at width 256, see the README)",
+    opt("--compile", "torch.compile the forward pass and loss (the first steps compile, "
+        "about a minute on a CPU)",
         action=argparse.BooleanOptionalAction)  # fmt: skip
-    opt("--channels-last", "channels-last (NHWC) memory layout: faster convolutions on CPU, "
-        "see the README", action=argparse.BooleanOptionalAction)  # fmt: skip
+    opt("--channels-last", "lay out batches and every weight channels-last (NHWC) on any "
+        "device; on CPUs the model's convolution weights already are",
+        action=argparse.BooleanOptionalAction)  # fmt: skip
     opt("--log-every", "steps between metrics lines", type=int)
     opt("--eval-every", "steps between validation passes (0: at the end)", type=int)
     opt("--sample-every", "steps between sample grids (0: at the end)", type=int)
