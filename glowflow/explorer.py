@@ -16,7 +16,7 @@ import math
 import shlex
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -26,7 +26,7 @@ from PIL import Image
 from glowflow.errors import GlowflowError
 from glowflow.faces import Framing, decode_image, frame_image
 from glowflow.gallery import Gallery
-from glowflow.latents import decode_latents, interpolate_at, seed_latents
+from glowflow.latents import decode_latents, encode_images, interpolate_at, seed_latents
 from glowflow.model import Glow
 from glowflow.objective import postprocess, preprocess
 
@@ -70,7 +70,6 @@ class Entry:
     framing: Framing
     source_size: tuple[int, int]
     gallery_index: int | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         c, h, w = self.image.shape
@@ -173,15 +172,6 @@ class Explorer:
             self._hold_gallery(gallery)
 
     # ------------------------------------------------------------------------- model calls
-    def _encode(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        x = preprocess(images, self.config.n_bits, dequantize=False, dtype=self.dtype)
-        y = labels.to(self.device) if labels is not None else None
-        return self.model.encode(x.to(self.device), y)
-
-    def _decode(self, eps: torch.Tensor, label: int | None) -> torch.Tensor:
-        y = None if label is None else torch.full((len(eps),), label, device=self.device)
-        return decode_latents(self.model, eps, y)
-
     @torch.no_grad()
     def _picture(self, eps: torch.Tensor, label: int | None) -> Picture:
         """One latent ``(D,)`` decoded; an overflow is noted on the picture, not warned about."""
@@ -221,10 +211,8 @@ class Explorer:
     ) -> list[Entry]:  # fmt: skip
         if self.config.num_classes is not None and labels is None:
             labels = self._guess_labels(images)
-        eps = self._encode(images, labels)
-        back = self._decode(eps, None) if labels is None else torch.cat(
-            [self._decode(eps[i : i + 1], int(labels[i])) for i in range(len(eps))]
-        )  # fmt: skip
+        eps = encode_images(self.model, images, labels)
+        back = decode_latents(self.model, eps, labels)
         n_bits = self.config.n_bits  # compare with the input as the model sees it
         seen = postprocess(preprocess(images, n_bits, dequantize=False), n_bits)
         errors = (back.int() - seen.int()).flatten(1).abs().amax(1).tolist()
@@ -245,10 +233,10 @@ class Explorer:
             )
         _, h, w = self.config.image_shape
         whole = Framing("as given", (0.0, 0.0, float(w), float(h)), None)
+        conditional = self.config.num_classes is not None and gallery.labels is not None
         for s in range(0, n, batch):
             part = slice(s, min(n, s + batch))
             images = gallery.images[part]
-            conditional = self.config.num_classes is not None and gallery.labels is not None
             labels = gallery.labels[part] if conditional else None
             ids = [f"g{i}" for i in range(part.start, part.stop)]
             entries = self._entries(images, labels, ids, gallery.names[part],

@@ -9,7 +9,6 @@ the set has one, with ``NOTE`` as their terms of use.
 from __future__ import annotations
 
 import argparse
-import zipfile
 
 import numpy as np
 
@@ -27,11 +26,12 @@ def main() -> None:
     p.add_argument("--prefix", default="", help="put before each image_id, e.g. 'CelebA '")
     args = p.parse_args()
     data = load_dataset(args.spec, pad=args.pad, limit=args.n)
-    path = args.spec.partition(":")[2]
+    kind, _, path = args.spec.partition(":")
     names = [f"held-out image {i}" for i in range(len(data))]
-    if path.endswith(".npz") and "image_id.npy" in zipfile.ZipFile(path).namelist():
-        ids = np.load(path)["image_id"][: len(data)]
-        names = [f"{args.prefix}{int(i):06d}" for i in ids]
+    if kind == "npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "image_id" in z.files:
+                names = [f"{args.prefix}{int(i):06d}" for i in z["image_id"][: len(data)]]
     out = save_gallery(args.model_dir, data, names, args.note)
     print(f"wrote {out}: {len(data)} images")
 
