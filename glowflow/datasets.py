@@ -4,7 +4,8 @@ A data set is named by a *spec*: :data:`BUILTIN` (``mnist-mini``, 10,000 MNIST d
 the package) or ``KIND:PATH`` with ``KIND`` one of :data:`KINDS`:
 
 - ``mnist:DIR``: the IDX files as distributed, gzipped or not. The train files are loaded; a
-  folder that holds only the ``t10k`` files gives those.
+  folder that holds only the ``t10k`` files gives those. ``mnist:DIR/t10k-images-idx3-ubyte.gz``
+  (an images file) loads that split, with its labels file from the same folder.
 - ``cifar10:DIR``: the ``cifar-10-batches-py`` folder of pickled batches. The five train
   batches are loaded; a folder that holds only ``test_batch`` gives that.
 - ``celeba:DIR``: ``img_align_celeba/`` plus ``list_attr_celeba.txt``. Every image gets the
@@ -32,8 +33,8 @@ from glowflow.config import BUILTIN_DATASET, ON_BAD_IMAGE
 from glowflow.formats import DataError, load_builtin, load_cifar10, load_mnist, load_npz, resize_all
 from glowflow.imagefiles import CELEBA_SIZE, load_celeba, load_folder
 
-__all__ = ["BUILTIN", "KINDS", "DataError", "ImageData", "describe_specs", "find_label",
-           "load_dataset", "split_validation"]  # fmt: skip
+__all__ = ["BUILTIN", "KINDS", "DataError", "ImageData", "dataset_name", "describe_specs",
+           "find_label", "load_dataset", "split_validation"]  # fmt: skip
 
 BUILTIN = BUILTIN_DATASET
 KINDS = ("mnist", "cifar10", "celeba", "folder", "npz")
@@ -152,7 +153,8 @@ def describe_specs() -> str:
     """One paragraph on the accepted data set specs, for ``--help``."""
     return (
         f"A data set SPEC is {BUILTIN} (10,000 MNIST digits shipped with glowflow) or KIND:PATH: "
-        "mnist:DIR (the IDX files, .gz or not; train split, or t10k if only it is there), "
+        "mnist:DIR (the IDX files, .gz or not; train split, or t10k if only it is there; or "
+        "mnist:DIR/t10k-images-idx3-ubyte.gz for one split), "
         "cifar10:DIR (the cifar-10-batches-py folder; train batches, or test_batch if only it "
         "is there), celeba:DIR (img_align_celeba/ and list_attr_celeba.txt; centre 148x148 crop "
         "resized to --image-size, default 64), folder:DIR (png/jpg/jpeg/bmp/gif/webp files; one "
@@ -160,6 +162,18 @@ def describe_specs() -> str:
         "optional y, attrs, attr_names, class_names). The MNIST kinds are zero-padded to 32x32 "
         "unless --pad says otherwise."
     )
+
+
+def dataset_name(spec: str) -> str:
+    """A short name for the set ``spec`` names: its file or folder name (``npz:a/b/test.npz``
+    -> ``test``); an MNIST images file gives its folder and split (``fashion-mnist-t10k``)."""
+    if spec.strip().lower() == BUILTIN:
+        return BUILTIN
+    kind, _, rest = spec.partition(":")
+    path = Path(rest.rstrip("/\\")).expanduser()
+    if kind.strip().lower() == "mnist" and "-images" in path.name:
+        return f"{path.parent.name}-{path.name.split('-images')[0]}"
+    return path.stem if kind.strip().lower() == "npz" else path.name
 
 
 def load_dataset(
@@ -291,7 +305,9 @@ def _parse_spec(spec: str) -> tuple[str, Path]:
     if not path.exists():
         raise DataError(f"{path} does not exist (data set {spec!r}); check the path")
     wants_dir = kind != "npz"
-    if wants_dir and not path.is_dir():
+    if kind == "mnist" and path.is_file():  # the images file of one split
+        wants_dir = False
+    elif wants_dir and not path.is_dir():
         raise DataError(f"{kind}: needs a folder but {path} is a file; give its folder instead")
     if not wants_dir and path.is_dir():
         raise DataError(f"npz: needs a .npz file but {path} is a folder; give the file's path")

@@ -64,9 +64,20 @@ def _idx_names(split: str, what: str) -> list[str]:
 
 
 def load_mnist(root: Path, limit: int | None) -> Arrays:
+    """The train split of the IDX files in folder ``root`` (t10k if only it is there), or the
+    split whose images file ``root`` is, with the labels file beside it."""
+    splits = ("train", "t10k")
     # Also look where torchvision keeps them, so a torchvision download works as it is.
-    folders = (root, root / "raw", root / "MNIST" / "raw")
-    for split in ("train", "t10k"):
+    folders: tuple[Path, ...] = (root, root / "raw", root / "MNIST" / "raw")
+    if root.is_file():
+        splits = tuple(s for s in splits if root.name in _idx_names(s, "images"))
+        if not splits:
+            raise DataError(
+                f"{root.name} is not an MNIST images file; name a folder of IDX files or its "
+                f"train-images-idx3-ubyte or t10k-images-idx3-ubyte file (.gz or not)"
+            )
+        folders = (root.parent,)
+    for split in splits:
         found = {
             what: next(
                 (d / n for d in folders for n in _idx_names(split, what) if (d / n).is_file()),

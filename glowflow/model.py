@@ -210,19 +210,19 @@ class Glow(nn.Module):
             )
 
     # ----------------------------------------------------------------------------- flow
-    def _flow(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Through every level: (split-off latents, top ``z``, log-det without the top prior)."""
-        logdet = x.new_zeros(x.shape[0])
+    def _flow(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+        """Through every level: (split-off latents, top ``z``, each level's log-det ``[B]``)."""
+        logdets = []
         latents = []
         h = x
         for level in self.levels:
             h, ld = level(h)
-            logdet = logdet + ld
+            logdets.append(ld)
             if level.split is not None:
                 keep = level.split.keep
                 latents.append(h[:, keep:])
                 h = h[:, :keep]
-        return latents, h, logdet
+        return latents, h, logdets
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None
@@ -230,10 +230,10 @@ class Glow(nn.Module):
         """``x (B, C, H, W) -> (eps (B, D), logdet (B,))``; ``log p(x) = log N(eps) + logdet``."""
         self._check_x(x)
         self._check_y(y, x.shape[0], required=True)
-        latents, z_top, logdet = self._flow(x)
+        latents, z_top, logdets = self._flow(x)
         eps_top, ld = self.top(z_top, y)
         latents.append(eps_top)
-        return torch.cat([e.flatten(1) for e in latents], dim=1), logdet + ld
+        return torch.cat([e.flatten(1) for e in latents], dim=1), sum(logdets) + ld
 
     def inverse(
         self, eps: torch.Tensor, y: torch.Tensor | None = None
@@ -268,19 +268,34 @@ class Glow(nn.Module):
         ``log sum_y p(y) p(x | y)`` under a uniform label prior. ``check_labels=False`` skips
         the check that every label is in range, for labels already checked.
         """
+        parts, z_top = self._level_log_probs(x, y, check_labels)
+        logits = self.classifier(z_top.mean(dim=(2, 3))) if self.classifier is not None else None
+        return sum(parts), logits
+
+    def log_prob_levels(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``log p(x | y)`` in nats, split by level: shape ``[B, L]``, rows summing to
+        :meth:`log_prob`.
+
+        Level ``l``'s part is the log-det of its squeeze, steps and split plus the standard
+        normal log-density of the latent it sends off; the last level's part holds the top
+        prior (the marginal over classes for a class-conditional model called without ``y``).
+        """
+        return torch.stack(self._level_log_probs(x, y, True)[0], dim=1)
+
+    def _level_log_probs(
+        self, x: torch.Tensor, y: torch.Tensor | None, check_labels: bool
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each level's share of ``log p(x | y)`` (``[B]`` each) and the top latent ``z``."""
         self._check_x(x)
         self._check_y(y, x.shape[0], required=False, check_range=check_labels)
-        latents, z_top, logdet = self._flow(x)
-        logp = logdet
-        for eps in latents:
-            logp = logp + standard_normal_logp(eps)
+        latents, z_top, parts = self._flow(x)
+        parts = [ld + standard_normal_logp(eps) for ld, eps in zip(parts, latents)] + parts[-1:]
         if self.config.num_classes is not None and y is None:
-            logp = logp + self.top.marginal_logp(z_top)
+            parts[-1] = parts[-1] + self.top.marginal_logp(z_top)
         else:
             eps_top, ld = self.top(z_top, y)
-            logp = logp + standard_normal_logp(eps_top) + ld
-        logits = self.classifier(z_top.mean(dim=(2, 3))) if self.classifier is not None else None
-        return logp, logits
+            parts[-1] = parts[-1] + standard_normal_logp(eps_top) + ld
+        return parts, z_top
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Log-density of continuous ``x`` (B, C, H, W) in nats: shape ``[B]``."""

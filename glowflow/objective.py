@@ -62,3 +62,16 @@ def postprocess(x: torch.Tensor, n_bits: int = 8) -> torch.Tensor:
 def bits_per_dim(log_prob: torch.Tensor, num_dims: int, n_bits: int = 8) -> torch.Tensor:
     """Bits per dimension of the discrete data from the continuous ``log_prob`` in nats."""
     return -(log_prob - num_dims * math.log(2**n_bits)) / (num_dims * math.log(2.0))
+
+
+def bits_per_dim_levels(
+    level_log_probs: torch.Tensor, num_dims: int, n_bits: int = 8
+) -> torch.Tensor:
+    """Each level's share of the bits/dim, from ``(B, L)`` per-level log-densities in nats
+    (:meth:`glowflow.Glow.log_prob_levels`): rows sum to :func:`bits_per_dim` of their total.
+
+    Level 0, where the pixels enter the flow, carries the ``n_bits`` of the quantisation bins.
+    """
+    bits = -level_log_probs / (num_dims * math.log(2.0))
+    bits[:, 0] = bits_per_dim(level_log_probs[:, 0], num_dims, n_bits)
+    return bits

@@ -71,3 +71,45 @@ def plot_learning_curve(records: list[dict], out: str | Path) -> Path:
     out = Path(out)
     fig.savefig(out)
     return out
+
+
+def plot_score_histograms(
+    scores: dict[str, dict[str, np.ndarray]],
+    aurocs: dict[tuple[str, str], float],
+    labels: dict[str, str],
+    out: str | Path,
+    thresholds: dict[str, float] | None = None,
+) -> Path:
+    """One panel per method: histograms of the in-distribution and each OOD set's scores.
+
+    Args:
+        scores: ``scores[method][set]`` as in :class:`glowflow.ood.Report`; the first set of
+            each method is the in-distribution one.
+        aurocs: ``(method, set) -> AUROC``, shown in the legend.
+        labels: method -> the axis label of its score.
+        thresholds: method -> a threshold drawn as a dashed line.
+    """
+    methods = list(scores)
+    fig = new_figure(5.2 * len(methods), 3.8)
+    axes = fig.subplots(1, len(methods), squeeze=False)[0]
+    for ax, method in zip(axes, methods):
+        sets = scores[method]
+        finite = np.concatenate([v[np.isfinite(v)] for v in sets.values()])
+        lo, hi = np.quantile(finite, [0.001, 0.999]) if finite.size else (0.0, 1.0)
+        bins = np.linspace(lo, hi + 1e-9, 60)
+        for i, (name, values) in enumerate(sets.items()):
+            label = name if i == 0 else f"{name} (AUROC {aurocs[(method, name)]:.3f})"
+            clipped = np.clip(values[np.isfinite(values)], lo, hi)
+            ax.hist(clipped, bins=bins, density=True, histtype="step" if i else "stepfilled",
+                    alpha=0.45 if i == 0 else 1.0, lw=1.5, label=label)  # fmt: skip
+        if thresholds and method in thresholds:
+            ax.axvline(thresholds[method], color="k", ls="--", lw=1, label="threshold")
+        ax.set_title(method)
+        ax.set_xlabel(labels.get(method, method))
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    return out

@@ -102,6 +102,30 @@ def test_mnist_train_preferred_t10k_alone_and_torchvision_layout(tmp_path: Path)
     assert len(load_dataset(f"mnist:{tmp_path / 'tv'}")) == 4
 
 
+def test_mnist_images_file_names_its_split(tmp_path: Path) -> None:
+    make_mnist(tmp_path, n=5, seed=1)
+    test_x, test_y = make_mnist(tmp_path, n=3, split="t10k", seed=2)
+    data = load_dataset(f"mnist:{tmp_path / 't10k-images-idx3-ubyte.gz'}", pad=0)
+    assert torch.equal(data.images[:, 0], torch.from_numpy(test_x))
+    assert data.labels.tolist() == test_y.tolist()
+    with pytest.raises(DataError, match="not an MNIST images file"):
+        load_dataset(f"mnist:{tmp_path / 't10k-labels-idx1-ubyte.gz'}")
+
+
+@pytest.mark.parametrize(
+    "spec, name",
+    [
+        ("npz:/data/sets/test.npz", "test"),
+        ("folder:/data/letters/", "letters"),
+        ("mnist:/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist-t10k"),
+        ("mnist:/data/mnist", "mnist"),
+        ("mnist-mini", "mnist-mini"),
+    ],
+)
+def test_dataset_name_is_the_file_or_folder_name(spec: str, name: str) -> None:
+    assert datasets.dataset_name(spec) == name
+
+
 def test_mnist_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="looked for train-images-idx3-ubyte"):

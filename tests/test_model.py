@@ -219,3 +219,18 @@ def test_single_channel_images_round_trip_and_density():
     expected = standard_normal_logp(model.encode(x)) + torch.linalg.slogdet(jac)[1]
     assert abs(model.log_prob(x).item() - expected.item()) < 1e-8
     assert torch.allclose(model.decode(model.encode(x)), x, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_log_prob_levels_sum_to_log_prob_and_only_the_top_sees_labels(conditional):
+    model = tiny_model(num_classes=3 if conditional else None)
+    x = torch.rand(5, 3, 4, 4) - 0.5
+    parts = model.log_prob_levels(x)
+    assert parts.shape == (5, model.config.levels)
+    assert torch.allclose(parts.sum(1), model.log_prob(x), atol=1e-10)
+    if conditional:
+        a = model.log_prob_levels(x, torch.zeros(5, dtype=torch.long))
+        b = model.log_prob_levels(x, torch.ones(5, dtype=torch.long))
+        assert torch.equal(a[:, :-1], b[:, :-1])  # the label enters through the top prior only
+        assert (a[:, -1] - b[:, -1]).abs().min() > 1e-3
+        assert torch.allclose(a.sum(1), model.log_prob(x, torch.zeros(5, dtype=torch.long)))

@@ -39,3 +39,12 @@ def test_bits_per_dim_formula():
     assert bits_per_dim(torch.zeros(1), d, 5).item() == pytest.approx(5.0)
     lp = torch.tensor([-3.0 * d * math.log(2)])
     assert bits_per_dim(lp, d, 8).item() == pytest.approx(11.0)
+
+
+def test_bits_per_dim_levels_sum_to_bits_per_dim_with_the_bins_on_level_zero():
+    from glowflow.objective import bits_per_dim, bits_per_dim_levels
+
+    parts = torch.tensor([[-700.0, 100.0, -50.0], [-10.0, -20.0, -30.0]])
+    bits = bits_per_dim_levels(parts, num_dims=1024, n_bits=5)
+    assert torch.allclose(bits.sum(1), bits_per_dim(parts.sum(1), 1024, 5))
+    assert torch.allclose(bits[:, 1:], -parts[:, 1:] / (1024 * math.log(2)))

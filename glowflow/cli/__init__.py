@@ -14,7 +14,7 @@ import warnings
 from typing import Sequence
 
 from glowflow import __version__, distributed
-from glowflow.cli import compare, evaluate, export, latent, serve, train
+from glowflow.cli import compare, evaluate, export, latent, ood, serve, train
 from glowflow.cli.common import info
 from glowflow.errors import GlowflowError, first_line
 
@@ -26,6 +26,8 @@ COMMANDS = {
     "interpolate": latent.interpolate,
     "manipulate": latent.manipulate,
     "serve": serve.run,
+    "score": ood.score,
+    "ood": ood.ood,
 }
 
 # List options whose values may start with a minus sign ("--alphas -1,-0.5,0,0.5,1"), which
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     latent.add_parsers(sub)
     compare.add_parser(sub)
     serve.add_parser(sub)
+    ood.add_parsers(sub)
     return parser
 
 

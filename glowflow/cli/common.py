@@ -83,16 +83,23 @@ def load_fitting(
     image_size: int | None = None,
     pad: int | None = None,
     limit: int | None = None,
+    check_labels: bool = True,
 ) -> ImageData:
-    """The data set ``spec``, checked to fit the model: image shape, and labels in range for a
-    class-conditional model."""
+    """The data set ``spec``, checked to fit the model: image shape, and (with
+    ``check_labels``) labels in range for a class-conditional model."""
     data = load_dataset(spec, image_size=image_size, pad=pad, limit=limit)
-    if data.image_shape != model.config.image_shape:
+    want, got = model.config.image_shape, data.image_shape
+    if got[0] != want[0]:
         raise UsageError(
-            f"the model takes images {model.config.image_shape}, {spec} gives "
-            f"{data.image_shape}; match them with --image-size or --pad"
+            f"the model takes {want[0]}-channel images, {spec} has {got[0]} channels; "
+            f"convert the set to {'grayscale' if want[0] == 1 else 'RGB'} first"
         )
-    if data.labels is not None:
+    if got != want:
+        raise UsageError(
+            f"the model takes images {want}, {spec} gives {got}; match them with "
+            f"--image-size or --pad"
+        )
+    if data.labels is not None and check_labels:
         data.check_labels(model.config.num_classes)
     return data  # fmt: skip
 

@@ -1,0 +1,257 @@
+"""``glowflow score`` (per-image bits/dim and complexity) and ``glowflow ood`` (how well each
+score tells a held-out in-distribution set from other sets)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from glowflow.cli.common import UsageError, add_data_options, info, load_fitting, positive_int
+from glowflow.cli.models import CHECKPOINT_HELP
+from glowflow.datasets import ImageData, dataset_name
+from glowflow.distributed import resolve_device
+from glowflow.errors import first_line
+from glowflow.model import Glow
+from glowflow.ood import (
+    CODECS,
+    DEFAULT_TYPICALITY_M,
+    IN_DIST,
+    METHODS,
+    ImageScores,
+    detect,
+    score_images,
+)
+from glowflow.pretrained import load_model
+from glowflow.progress import progress_bar
+from glowflow.viz import plot_score_histograms
+
+SCORE_LABELS = {
+    "bpd": "bits/dim",
+    "complexity": "bits/dim - codec bits/dim",
+    "typicality": "|batch mean bits/dim - reference|",
+}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("--codec", choices=CODECS, default="png",
+                   help="lossless codec whose size the complexity score subtracts")  # fmt: skip
+    p.add_argument("--limit", type=positive_int, help="use only the first N images of each set")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="dequantisation noise (and split) seed")
+    add_data_options(p)
+    p.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "score",
+        help="per-image bits/dim, per-level bits/dim and input complexity, as CSV",
+        description="Write one CSV row per image: its bits/dim under the model, each level's "
+        "share of it, the bits/dim of the image stored losslessly by --codec, and the "
+        "complexity-corrected score (bits/dim minus the codec's). A class-conditional model "
+        "gives the marginal likelihood over classes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_common(p)
+    p.add_argument("--dataset", required=True, metavar="SPEC", help="mnist-mini or KIND:PATH")
+    p.add_argument("--out", required=True, help="the CSV file to write")
+
+    p = sub.add_parser(
+        "ood",
+        help="out-of-distribution detection: AUROC, AUPR and FPR95 of each score",
+        description="Score a held-out in-distribution set (images the model never trained on) "
+        "and one or more other sets, and report for each method how well it tells them apart, "
+        "with the OOD images as the positive class: bpd (raw bits/dim), complexity (bits/dim "
+        "minus the codec's bits/dim, Serra et al. 2020) and typicality (the test of Nalisnick "
+        "et al. 2019 on batches of M images). A random --calibration-fraction of the "
+        "in-distribution set calibrates the typicality test and is left out of every "
+        "method's figures. Writes DIR/results.json, DIR/histograms.png and DIR/scores.csv.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_common(p)
+    p.add_argument("--in-dist", required=True, metavar="SPEC",
+                   help="held-out images of the model's own distribution")  # fmt: skip
+    p.add_argument("--ood", required=True, action="append", metavar="SPEC",
+                   help="another set (repeat the option for more)")  # fmt: skip
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated, some of {', '.join(METHODS)}")  # fmt: skip
+    p.add_argument("--typicality-m", type=positive_int, default=DEFAULT_TYPICALITY_M,
+                   metavar="M", help="images per batch of the typicality test")  # fmt: skip
+    p.add_argument("--calibration-fraction", type=float, default=0.5,
+                   help="share of the in-distribution set that calibrates typicality")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
+
+
+def _load(args: argparse.Namespace, model: Glow, spec: str) -> ImageData:
+    data = load_fitting(spec, model, args.image_size, args.pad, args.limit, check_labels=False)
+    if len(data) == 0:
+        raise UsageError(f"{spec} holds no images; give a set with at least one")
+    return data
+
+
+def _score(args: argparse.Namespace, model: Glow, data: ImageData, device) -> ImageScores:
+    name = dataset_name(data.name)
+    return score_images(
+        model, data.images, batch_size=args.batch_size, seed=args.seed, device=device,
+        codec=args.codec, progress=None if args.no_progress else progress_bar(name),
+    )  # fmt: skip
+
+
+def _rows(scores: ImageScores, data: ImageData, lead: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(len(scores)):
+        row = {**lead, "index": i}
+        if data.labels is not None:
+            row["label"] = int(data.labels[i])
+        row["bpd"] = float(scores.bpd[i])
+        for level, value in enumerate(scores.level_bpd[i].tolist()):
+            row[f"bpd_level_{level}"] = value
+        row[f"{scores.codec}_bpd"] = float(scores.compressed_bpd[i])
+        row["complexity"] = float(scores.complexity[i])
+        rows.append(row)
+    return rows
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file, so a failed write leaves any earlier file whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {first_line(e)}; choose another --out") from e
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    fields: list[str] = []
+    for row in rows:  # the union of the columns, in order of first appearance
+        fields += [k for k in row if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def score(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model, _ = load_model(args.checkpoint, device, ema=not args.no_ema)
+    data = _load(args, model, args.dataset)
+    scores = _score(args, model, data, device)
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the CSV file's path")
+    _write_text(out, _csv_text(_rows(scores, data, {})))
+    info(
+        f"{len(data)} images of {args.dataset}: mean {scores.bpd.mean():.4f} bits/dim, "
+        f"{args.codec} {scores.compressed_bpd.mean():.4f} bits/dim, complexity "
+        f"{scores.complexity.mean():.4f}; wrote {out}"
+    )
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity: a non-finite number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _unique_names(specs: list[str]) -> list[str]:
+    names: list[str] = []
+    for spec in specs:
+        name, k = dataset_name(spec), 2
+        while name in names or name == IN_DIST:
+            name, k = f"{dataset_name(spec)}-{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _table(records: list[dict[str, Any]]) -> str:
+    lines = [f"{'OOD set':<22} {'method':<11} {'AUROC':>7} {'AUPR':>7} {'FPR95':>7}  unit"]
+    for r in records:
+        unit = f"batches of {r['m']}" if r["method"] == "typicality" else "images"
+        lines.append(
+            f"{r['ood']:<22} {r['method']:<11} {r['auroc']:7.4f} {r['aupr']:7.4f} "
+            f"{r['fpr95']:7.4f}  {unit}"
+        )
+    return "\n".join(lines)
+
+
+def ood(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise UsageError(f"--methods: unknown method {bad[0] if bad else '(none)'}; use some "
+                         f"of {','.join(METHODS)}")  # fmt: skip
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the results")
+    device = resolve_device(args.device)
+    model, _ = load_model(args.checkpoint, device, ema=not args.no_ema)
+    # every set is loaded and checked before the slow scoring starts
+    in_data = _load(args, model, args.in_dist)
+    ood_data = [_load(args, model, spec) for spec in args.ood]
+    names = _unique_names(args.ood)
+    in_scores = _score(args, model, in_data, device)
+    ood_scores = {name: _score(args, model, d, device) for name, d in zip(names, ood_data)}
+    report = detect(
+        in_scores, ood_scores, methods, m=args.typicality_m,
+        calibration_fraction=args.calibration_fraction, seed=args.seed,
+    )  # fmt: skip
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {out}: {first_line(e)}; choose another --out") from e
+    results = {
+        "checkpoint": args.checkpoint,
+        "in_dist": {
+            "spec": args.in_dist, "name": dataset_name(args.in_dist), "n": len(in_data),
+            "n_calibration": report.n_calibration, "n_evaluation": report.n_evaluation,
+            "mean_bpd": float(in_scores.bpd.mean()),
+            "mean_compressed_bpd": float(in_scores.compressed_bpd.mean()),
+        },
+        "ood_sets": [
+            {"name": name, "spec": spec, "n": len(d), "mean_bpd": float(s.bpd.mean()),
+             "mean_compressed_bpd": float(s.compressed_bpd.mean())}
+            for name, spec, d, s in zip(names, args.ood, ood_data, ood_scores.values())
+        ],
+        "methods": methods, "codec": args.codec, "typicality_m": args.typicality_m,
+        "calibration_fraction": args.calibration_fraction, "seed": args.seed,
+        "image_size": args.image_size, "pad": args.pad, "limit": args.limit,
+        "positive_class": "ood", "higher_score_means": "more likely OOD",
+        "results": [{k: _finite(v) for k, v in r.items()} for r in report.records],
+    }  # fmt: skip
+    _write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+
+    # per-image scores of every set; the in-distribution images say which part they were in
+    cal = set(report.calibration_index)
+    rows = []
+    for row in _rows(in_scores, in_data, {"set": IN_DIST}):
+        row = {**row, "part": "calibration" if row["index"] in cal else "evaluation"}
+        rows.append(row)
+    for name, d in zip(names, ood_data):
+        rows += _rows(ood_scores[name], d, {"set": name, "part": "ood"})
+    _write_text(out / "scores.csv", _csv_text(rows))
+
+    aurocs = {(r["method"], r["ood"]): r["auroc"] for r in report.records}
+    thresholds = {r["method"]: r["threshold"] for r in report.records if "threshold" in r}
+    try:
+        plot_score_histograms(
+            report.scores, aurocs, SCORE_LABELS, out / "histograms.png", thresholds
+        )
+    except OSError as e:
+        raise UsageError(f"cannot write {out / 'histograms.png'}: {first_line(e)}") from e
+    print(_table(report.records))
+    info(f"wrote {out / 'results.json'}, {out / 'histograms.png'} and {out / 'scores.csv'}")
+    return 0
