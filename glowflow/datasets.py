@@ -13,6 +13,8 @@ the package) or ``KIND:PATH`` with ``KIND`` one of :data:`KINDS`:
 - ``folder:DIR``: image files; if sub-folders hold images, each sub-folder is a class.
 - ``npz:FILE``: arrays ``x`` (``[N, H, W, C]`` uint8) and optional ``y``, ``attrs``,
   ``attr_names``, ``class_names``.
+- ``store:DIR``: a store written by ``glowflow prepare`` (:mod:`glowflow.store`), whose images
+  were resized and padded once and are read from disk as they are needed, never all loaded.
 
 Every set is resized (``image_size``, Pillow LANCZOS) and then zero-padded (``pad``; the MNIST
 kinds default to 2, giving 32x32) before it becomes one ``(N, C, H, W)`` uint8 tensor. File order
@@ -37,7 +39,7 @@ __all__ = ["BUILTIN", "KINDS", "DataError", "ImageData", "dataset_name", "descri
            "find_label", "load_dataset", "split_validation"]  # fmt: skip
 
 BUILTIN = BUILTIN_DATASET
-KINDS = ("mnist", "cifar10", "celeba", "folder", "npz")
+KINDS = ("mnist", "cifar10", "celeba", "folder", "npz", "store")
 _MNIST_PAD = 2  # 28x28 -> 32x32, divisible by 2**levels for the usual 3 levels
 
 
@@ -120,9 +122,11 @@ class ImageData:
             )
 
     def subset(self, index: torch.Tensor | slice) -> ImageData:
-        """The images (and their labels and attributes) picked by ``index``."""
+        """The images (and their labels and attributes) picked by ``index``; a store's images
+        stay on disk (a view, not a copy)."""
+        images = self.images
         return ImageData(
-            images=self.images[index],
+            images=images.subset(index) if hasattr(images, "subset") else images[index],
             labels=None if self.labels is None else self.labels[index],
             attrs=None if self.attrs is None else self.attrs[index],
             attr_names=self.attr_names,
@@ -159,7 +163,8 @@ def describe_specs() -> str:
         "is there), celeba:DIR (img_align_celeba/ and list_attr_celeba.txt; centre 148x148 crop "
         "resized to --image-size, default 64), folder:DIR (png/jpg/jpeg/bmp/gif/webp files; one "
         "sub-folder per class if there are sub-folders) or npz:FILE (x as [N, H, W, C] uint8, "
-        "optional y, attrs, attr_names, class_names). The MNIST kinds are zero-padded to 32x32 "
+        "optional y, attrs, attr_names, class_names) or store:DIR (made by glowflow prepare; "
+        "read from disk, not loaded). The MNIST kinds are zero-padded to 32x32 "
         "unless --pad says otherwise."
     )
 
@@ -203,7 +208,9 @@ def load_dataset(
         DataError: for anything wrong with the spec, the options or the files.
     """
     _check_options(image_size, pad, on_bad_image, limit)
-    kind, path = _parse_spec(spec)
+    kind, path = parse_spec(spec)
+    if kind == "store":
+        return _load_store(spec, path, image_size, pad, limit)
     if kind == BUILTIN:
         data = load_builtin(limit)
     elif kind == "mnist":
@@ -234,6 +241,22 @@ def load_dataset(
         class_names=data.class_names,
         name=spec,
     )
+
+
+def _load_store(
+    spec: str, path: Path, image_size: int | None, pad: int | None, limit: int | None
+) -> ImageData:
+    """A prepared store (:mod:`glowflow.store`): its images stay on disk until indexed."""
+    from glowflow.store import open_store  # the store module builds on this one
+
+    data = open_store(path, name=spec)
+    _, h, w = data.image_shape
+    if (image_size is not None and image_size + 2 * (pad or 0) != h) or (pad and not image_size):
+        raise DataError(
+            f"{spec} holds {w}x{h} images, resized and padded when it was prepared; leave out "
+            f"--image-size and --pad, or prepare another store with the sizes you want"
+        )
+    return data.subset(slice(0, limit)) if limit is not None and limit < len(data) else data
 
 
 def split_validation(
@@ -281,7 +304,7 @@ def _check_options(
         raise DataError(f"limit must be at least 1 image, got {limit}; leave it unset for all")
 
 
-def _parse_spec(spec: str) -> tuple[str, Path]:
+def parse_spec(spec: str) -> tuple[str, Path]:
     """``spec`` -> ``(kind, path)``; the built-in set gets ``(BUILTIN, Path())``."""
     if spec.strip().lower() == BUILTIN:
         return BUILTIN, Path()

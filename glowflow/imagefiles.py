@@ -3,10 +3,12 @@ a user's own image files for the latent tools."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,15 @@ def _no_images(folder: Path) -> DataError:
     )
 
 
+def decode_file(path: Path, prepare: Callable[[Image.Image], Image.Image]) -> np.ndarray | str:
+    """The image file decoded through ``prepare`` as a uint8 array, or why it cannot be."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(prepare(im))
+    except _IMAGE_ERRORS as e:
+        return str(e) or type(e).__name__
+
+
 def _read_images(
     paths: Sequence[Path],
     prepare: Callable[[Image.Image], Image.Image],
@@ -67,13 +78,11 @@ def _read_images(
     for i, path in enumerate(paths):
         if limit is not None and len(arrays) >= limit:
             break
-        try:
-            with Image.open(path) as im:
-                array = np.asarray(prepare(im))
-        except _IMAGE_ERRORS as e:
-            reason = str(e) or type(e).__name__
+        array = decode_file(path, prepare)
+        if isinstance(array, str):
+            reason = array
             if on_bad_image == "error":
-                raise DataError(f"cannot read image {path}: {reason}; {fix}") from e
+                raise DataError(f"cannot read image {path}: {reason}; {fix}")
             warnings.warn(f"skipping unreadable image {path}: {reason}", stacklevel=4)
             continue
         if first is None:
@@ -95,7 +104,37 @@ def _read_images(
     return np.stack(rgb), kept  # (N, H, W, 3)
 
 
-def load_folder(root: Path, image_size: int | None, on_bad_image: str, limit: int | None) -> Arrays:
+@dataclass
+class FilePlan:
+    """What an image-file set will decode to, before any image is decoded: the files in order,
+    the per-file labels or attributes, and the function that turns one opened image into the
+    stored one (picklable, so that worker processes can decode in parallel)."""
+
+    paths: list[Path]
+    prepare: Callable[[Image.Image], Image.Image]
+    labels: np.ndarray | None = None  # int64, one per path
+    class_names: list[str] | None = None
+    attrs: np.ndarray | None = None  # bool (len(paths), A)
+    attr_names: list[str] | None = None
+
+    def arrays(self, x: np.ndarray, kept: list[int]) -> Arrays:
+        """The decoded images ``x`` of the paths ``kept``, with their annotations."""
+        labels = None if self.labels is None else self.labels[kept]
+        attrs = None if self.attrs is None else self.attrs[kept]
+        return Arrays(x, labels, attrs, self.attr_names,
+                      self.class_names if labels is not None else None, sized=True)  # fmt: skip
+
+
+def _prepare_file(im: Image.Image, image_size: int | None) -> Image.Image:
+    if im.mode.startswith("I;16"):  # 16-bit grayscale: keep the high byte, not a clip
+        im = Image.fromarray((np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8))
+    im = im.convert("L" if im.mode in _GRAY_MODES else "RGB")
+    if image_size is not None and im.size != (image_size, image_size):
+        im = im.resize((image_size, image_size), Image.LANCZOS)
+    return im
+
+
+def plan_folder(root: Path, image_size: int | None) -> FilePlan:
     loose = _images_in(root)
     classes: list[tuple[str, list[Path]]] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -107,28 +146,21 @@ def load_folder(root: Path, image_size: int | None, on_bad_image: str, limit: in
             f"{root} holds both image files and class sub-folders ({classes[0][0]}/, ...); "
             f"move the loose images into a class sub-folder or point folder: at one sub-folder"
         )
+    prepare = functools.partial(_prepare_file, image_size=image_size)
     if classes:
         paths = [p for _, files in classes for p in files]
         labels = np.concatenate(
             [np.full(len(f), k, dtype=np.int64) for k, (_, f) in enumerate(classes)]
         )
-    elif loose:
-        paths, labels = loose, None
-    else:
-        raise _no_images(root)
+        return FilePlan(paths, prepare, labels, class_names=[name for name, _ in classes])
+    if loose:
+        return FilePlan(loose, prepare)
+    raise _no_images(root)
 
-    def prepare(im: Image.Image) -> Image.Image:
-        if im.mode.startswith("I;16"):  # 16-bit grayscale: keep the high byte, not a clip
-            im = Image.fromarray((np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8))
-        im = im.convert("L" if im.mode in _GRAY_MODES else "RGB")
-        if image_size is not None and im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.LANCZOS)
-        return im
 
-    x, kept = _read_images(paths, prepare, on_bad_image, limit)
-    if labels is None:
-        return Arrays(x, sized=True)
-    return Arrays(x, labels[kept], class_names=[name for name, _ in classes], sized=True)
+def load_folder(root: Path, image_size: int | None, on_bad_image: str, limit: int | None) -> Arrays:
+    plan = plan_folder(root, image_size)
+    return plan.arrays(*_read_images(plan.paths, plan.prepare, on_bad_image, limit))
 
 
 def _find_celeba(root: Path) -> tuple[Path, Path | None]:
@@ -173,47 +205,50 @@ def _read_celeba_attrs(path: Path) -> tuple[list[str], dict[str, str]]:
     return names, rows
 
 
-def load_celeba(root: Path, size: int, on_bad_image: str, limit: int | None) -> Arrays:
+def _prepare_celeba(im: Image.Image, size: int) -> Image.Image:
+    # The crop box scales with the image, so re-encoded smaller copies crop alike. Crop to the
+    # whole pixels around it first so that LANCZOS never reads pixels outside it.
+    w, h = im.size
+    sx, sy = w / _CELEBA_FULL[0], h / _CELEBA_FULL[1]
+    left, top, right, bottom = (v * s for v, s in zip(_CELEBA_BOX, (sx, sy, sx, sy)))
+    outer = (math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom))
+    box = (left - outer[0], top - outer[1], right - outer[0], bottom - outer[1])
+    return im.convert("RGB").crop(outer).resize((size, size), Image.LANCZOS, box=box)
+
+
+def plan_celeba(root: Path, size: int) -> FilePlan:
     folder, attr_file = _find_celeba(root)
     paths = _images_in(folder)
-    names: list[str] | None = None
-    rows: dict[str, str] = {}
-    if attr_file is not None:
-        names, rows = _read_celeba_attrs(attr_file)
-        missing = [p.name for p in paths if p.name not in rows]
-        if missing:
-            raise DataError(
-                f"{len(missing)} images in {folder} have no row in {attr_file} (e.g. "
-                f"{missing[0]}); use the attribute file that belongs to these images"
-            )
-
-    def prepare(im: Image.Image) -> Image.Image:
-        # The crop box scales with the image, so re-encoded smaller copies crop alike. Crop to
-        # the whole pixels around it first so that LANCZOS never reads pixels outside it.
-        w, h = im.size
-        sx, sy = w / _CELEBA_FULL[0], h / _CELEBA_FULL[1]
-        left, top, right, bottom = (v * s for v, s in zip(_CELEBA_BOX, (sx, sy, sx, sy)))
-        outer = (math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom))
-        box = (left - outer[0], top - outer[1], right - outer[0], bottom - outer[1])
-        return im.convert("RGB").crop(outer).resize((size, size), Image.LANCZOS, box=box)
-
-    x, kept = _read_images(paths, prepare, on_bad_image, limit)
-    if names is None:
-        return Arrays(x, sized=True)
+    plan = FilePlan(paths, functools.partial(_prepare_celeba, size=size))
+    if attr_file is None:
+        return plan
+    names, rows = _read_celeba_attrs(attr_file)
+    missing = [p.name for p in paths if p.name not in rows]
+    if missing:
+        raise DataError(
+            f"{len(missing)} images in {folder} have no row in {attr_file} (e.g. "
+            f"{missing[0]}); use the attribute file that belongs to these images"
+        )
     values = []
-    for i in kept:
-        row = rows[paths[i].name].split()
+    for path in paths:
+        row = rows[path.name].split()
         if len(row) != len(names):
             raise DataError(
-                f"{attr_file}: the row of {paths[i].name} has {len(row)} values for "
+                f"{attr_file}: the row of {path.name} has {len(row)} values for "
                 f"{len(names)} attributes; use an unmodified list_attr_celeba.txt"
             )
         values.append(row)
     try:
-        attrs = np.array(values, dtype=np.int64) == 1  # -1 = no, 1 = yes
+        plan.attrs = np.array(values, dtype=np.int64).reshape(len(paths), len(names)) == 1
     except ValueError as e:
         raise DataError(f"{attr_file} has a non-numeric attribute value ({e}); fix it") from e
-    return Arrays(x, attrs=attrs, attr_names=names, sized=True)
+    plan.attr_names = names
+    return plan
+
+
+def load_celeba(root: Path, size: int, on_bad_image: str, limit: int | None) -> Arrays:
+    plan = plan_celeba(root, size)
+    return plan.arrays(*_read_images(plan.paths, plan.prepare, on_bad_image, limit))
 
 
 def read_image_files(paths: Sequence[str | Path], shape: tuple[int, int, int]) -> torch.Tensor:

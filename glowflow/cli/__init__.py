@@ -14,7 +14,7 @@ import warnings
 from typing import Sequence
 
 from glowflow import __version__, distributed
-from glowflow.cli import compare, evaluate, export, latent, ood, serve, train
+from glowflow.cli import compare, evaluate, export, latent, ood, prepare, serve, train
 from glowflow.cli.common import info
 from glowflow.errors import GlowflowError, first_line
 
@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": serve.run,
     "score": ood.score,
     "ood": ood.ood,
+    "prepare": prepare.run,
 }
 
 # List options whose values may start with a minus sign ("--alphas -1,-0.5,0,0.5,1"), which
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(sub)
     serve.add_parser(sub)
     ood.add_parsers(sub)
+    prepare.add_parser(sub)
     return parser
 
 

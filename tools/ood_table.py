@@ -1,0 +1,58 @@
+"""The README's out-of-distribution table, generated from ``glowflow ood`` result files.
+
+    python tools/ood_table.py docs/ood/*/results.json --readme README.md
+
+prints one markdown table (a row per model, OOD set and method; from a run with another codec
+than PNG only its complexity rows, the others being the same) and, with ``--readme``,
+replaces the text between the README's ``<!-- ood-table -->`` and ``<!-- /ood-table -->``
+markers with it, so that every figure there comes from a committed result file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BEGIN, END = "<!-- ood-table -->", "<!-- /ood-table -->"
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| model | in-distribution (held out) | OOD set | method | AUROC | AUPR | FPR95 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        inside = f"{res['in_dist']['name']} ({res['in_dist']['n_evaluation']:,} of "
+        inside += f"{res['in_dist']['n']:,})"
+        sizes = {s["name"]: s["n"] for s in res["ood_sets"]}
+        for r in res["results"]:
+            method = r["method"]
+            if res["codec"] != "png" and method != "complexity":
+                continue
+            if method == "typicality":
+                method += f", M={r['m']}"
+            elif method == "complexity":
+                method += f" ({r['codec'].upper()})"
+            lines.append(
+                f"| `{res['checkpoint']}` | {inside} | {r['ood']} ({sizes[r['ood']]:,}) | "
+                f"{method} | {r['auroc']:.3f} | {r['aupr']:.3f} | {r['fpr95']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", type=Path, nargs="+")
+    p.add_argument("--readme", type=Path)
+    args = p.parse_args()
+    text = table([json.loads(path.read_text()) for path in args.results])
+    print(text)
+    if args.readme:
+        readme = args.readme.read_text()
+        start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
+        args.readme.write_text(readme[:start] + "\n" + text + "\n" + readme[end:])
+
+
+if __name__ == "__main__":
+    main()
