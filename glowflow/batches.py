@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 
+from glowflow import seeding
 from glowflow.datasets import ImageData
 from glowflow.objective import preprocess
 
@@ -51,19 +54,46 @@ def make_batch(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Model inputs (and labels) for the images ``idx``, with flips and noise drawn from ``g``.
 
-    The randomness is drawn for all of ``idx`` before ``part`` (this process's slice of the
-    global batch) is kept, so N processes see exactly the inputs one process would.
+    The randomness is drawn for all of ``idx`` and then ``part`` (this process's slice of the
+    global batch) is kept, so N processes see exactly the inputs one process would; only the
+    images of ``part`` are read.
     """
-    images = data.images[idx]
-    if hflip:
-        flip = torch.rand(len(idx), generator=g) < 0.5
-        images = torch.where(flip[:, None, None, None], images.flip(3), images)
-    x = preprocess(images, n_bits, generator=g)  # (B, C, H, W) in [-0.5, 0.5)
-    y = data.labels[idx] if with_labels else None
-    if part is not None:
-        x, y = x[part], None if y is None else y[part]
+    x, y = cpu_batch(data, idx, g, n_bits=n_bits, hflip=hflip, with_labels=with_labels, part=part)
+    return to_device(x, y, device, channels_last)
+
+
+def cpu_batch(
+    data: ImageData,
+    idx: torch.Tensor,
+    g: torch.Generator,
+    *,
+    n_bits: int,
+    hflip: bool = False,
+    with_labels: bool = False,
+    part: slice | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The work of :func:`make_batch` that reads and draws, on the CPU (what a DataLoader
+    worker does ahead of the step)."""
+    part = part or slice(None)
+    images = data.images[idx[part]]
+    flip = torch.rand(len(idx), generator=g) < 0.5 if hflip else None
+    noise = torch.rand((len(idx), *images.shape[1:]), generator=g, dtype=torch.float32)[part]
+    if flip is not None:
+        images = torch.where(flip[part, None, None, None], images.flip(3), images)
+    x = preprocess(images, n_bits, noise=noise)  # (B, C, H, W) in [-0.5, 0.5)
+    y = data.labels[idx[part]] if with_labels else None
+    return x, y
+
+
+def to_device(
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch moved to ``device`` (from pinned memory on CUDA, without blocking)."""
     device = torch.device(device)
-    if device.type == "cuda":  # from pinned memory the copy does not block
+    if device.type == "cuda":
         x, y = x.pin_memory(), None if y is None else y.pin_memory()
     x = x.to(device, non_blocking=device.type == "cuda")
     if channels_last:
@@ -71,3 +101,40 @@ def make_batch(
     if y is not None:
         y = y.to(device, non_blocking=device.type == "cuda")
     return x, y
+
+
+class _StepBatches(torch.utils.data.IterableDataset):
+    """Every step's CPU batch from ``start`` on: worker ``w`` of ``W`` makes steps
+    ``start + w``, ``start + w + W``, ..., and the DataLoader takes them from the workers in
+    turn, so the steps arrive in order."""
+
+    def __init__(self, data: ImageData, order: BatchOrder, start: int, seed: int, **kw) -> None:
+        self.data, self.order, self.start, self.seed, self.kw = data, order, start, seed, kw
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        step, stride = self.start, 1
+        if info is not None:
+            step, stride = self.start + info.id, info.num_workers
+        while True:
+            g = seeding.generator(self.seed, step, seeding.TRAIN)
+            yield step, *cpu_batch(self.data, self.order.indices(step), g, **self.kw)
+            step += stride
+
+
+def prefetched_batches(
+    data: ImageData, order: BatchOrder, start: int, seed: int, workers: int, **kw
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """``(step, x, y)`` for every step from ``start`` on, made ahead by ``workers`` DataLoader
+    processes: the same tensors :func:`cpu_batch` gives for generator ``(seed, step, TRAIN)``.
+
+    ``kw`` are :func:`cpu_batch`'s options (``n_bits``, ``hflip``, ``with_labels``, ``part``).
+    """
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(data, order, start, seed, **kw),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+    )
+    return iter(loader)

@@ -183,6 +183,9 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False  # torch.compile the forward pass and loss
     channels_last: bool = False  # NHWC batches and weights (CPU models already use NHWC convs)
+    # DataLoader processes making batches ahead of the step from a store (store:DIR); 0 or an
+    # in-memory data set: made in the training process
+    data_workers: int = 1
     log_every: int = 50
     eval_every: int = 0  # steps; 0 = only at the end
     sample_every: int = 0  # steps; 0 = only at the end
@@ -202,6 +205,7 @@ class TrainConfig:
         _choose(self.permutation, PERMUTATIONS, "permutation")
         checks = [
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.data_workers >= 0, "data_workers must be >= 0"),
             (self.init_batch_size >= 1, "init_batch_size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),

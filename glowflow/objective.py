@@ -30,6 +30,7 @@ def preprocess(
     dequantize: bool = True,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """uint8 images -> continuous model inputs in ``[-0.5, 0.5)``.
 
@@ -40,11 +41,14 @@ def preprocess(
             without it each value is the centre of its bin (encoding real images for edits and
             reconstructions: the farthest point from the bin's edges).
         generator: for the noise.
+        noise: ``U(0, 1)`` draws of the images' shape to use instead of drawing them (a
+            process's share of the draws for a whole global batch).
     """
     bins = 2**n_bits
     x = quantize(images, n_bits).to(dtype) / bins - 0.5
     if dequantize:
-        noise = torch.rand(x.shape, generator=generator, dtype=dtype, device=x.device)
+        if noise is None:
+            noise = torch.rand(x.shape, generator=generator, dtype=dtype, device=x.device)
         return x + noise / bins
     return x + 0.5 / bins
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from glowflow import distributed, seeding
 from glowflow.autotune import choose_precision
-from glowflow.batches import BatchOrder, make_batch
+from glowflow.batches import BatchOrder, make_batch, prefetched_batches, to_device
 from glowflow.checkpoint import CheckpointError, load_checkpoint
 from glowflow.config import ConfigError, GlowConfig, TrainConfig
 from glowflow.datasets import ImageData, load_dataset, split_validation
@@ -35,6 +35,7 @@ from glowflow.progress import TrainingProgress, progress_bar
 from glowflow.rundir import RunDir
 from glowflow.schedule import learning_rate, total_steps
 from glowflow.steplog import LogWindow, MetricsLog, PendingSteps, StepResult, TrainError
+from glowflow.store import StoreImages
 from glowflow.viz import plot_learning_curve, save_grid
 
 __all__ = ["Interrupted", "StepResult", "TrainError", "Trainer", "load_train_val"]
@@ -182,6 +183,28 @@ class Trainer:
         self.log(f"precision auto: {choice} ({why})")
         return choice
 
+    def _start_prefetch(self) -> None:
+        """For a store, DataLoader workers make the batches from this step on, ahead of the
+        step; an in-memory set is fast enough to index in the training process."""
+        self._prefetch = None
+        if self.cfg.data_workers and isinstance(self.train_data.images, StoreImages):
+            c, rank = self.cfg, self.dist.rank
+            part = slice(rank * c.batch_size, (rank + 1) * c.batch_size)
+            self._prefetch = prefetched_batches(
+                self.train_data, self.order, self.step, c.seed, c.data_workers,
+                n_bits=self.model.config.n_bits, hflip=c.hflip,
+                with_labels=self.model.config.num_classes is not None,
+                part=part if self.dist.enabled else None,
+            )  # fmt: skip
+
+    def _step_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if getattr(self, "_prefetch", None) is None:
+            g = seeding.generator(self.cfg.seed, step, seeding.TRAIN)
+            return self.batch(self.order.indices(step), g, shard=True)
+        made, x, y = next(self._prefetch)
+        assert made == step, f"the prefetched batch is step {made}, not {step}"
+        return to_device(x, y, self.device, self.cfg.channels_last)
+
     def train_step(self, step: int) -> StepResult:
         """One optimisation step, skipped when the loss or a gradient is NaN or infinite.
 
@@ -190,8 +213,7 @@ class Trainer:
         tensors, read only when they are logged. Adamax has no fused step, so it reads the flag.
         """
         c = self.cfg
-        g = seeding.generator(c.seed, step, seeding.TRAIN)
-        x, y = self.batch(self.order.indices(step), g, shard=True)
+        x, y = self._step_batch(step)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             logp, logits = self.objective(x, y)
         bpd = bits_per_dim(logp.float(), self.model.num_dims, self.model.config.n_bits).mean()
@@ -241,6 +263,7 @@ class Trainer:
         start = time.perf_counter() - self.elapsed
         self.ctrl_c.requested = False
         self.model.train()
+        self._start_prefetch()
         with self.ctrl_c:
             while (self.total_steps is None or self.step < self.total_steps) and not self._stop():
                 self.pending.add(self.train_step(self.step))
@@ -267,6 +290,7 @@ class Trainer:
                 if checkpoint_due:
                     self.save()
         self.pending.read(self.step)
+        self._prefetch = None  # the workers stop with their loader
         bar.close()
         if self.ctrl_c.requested:
             saved = self.save()

@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 from glowflow import distributed
 from glowflow.checkpoint import load_checkpoint
 from glowflow.config import TrainConfig
+from glowflow.store import prepare_store
 from glowflow.training import Trainer
 
 
@@ -66,8 +67,12 @@ def losses(run_dir):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("float32")
-def test_two_processes_equal_one_process_on_the_same_global_batch(digits_npz, tmp_path):
+@pytest.mark.parametrize("source", ["memory", "store"])
+def test_two_processes_equal_one_process_on_the_same_global_batch(digits_npz, tmp_path, source):
     cfg = config(digits_npz, batch_size=8)
+    if source == "store":  # each process reads its share of every batch in a DataLoader worker
+        prepare_store(f"npz:{digits_npz}", tmp_path / "store", shard_size=40)
+        cfg["dataset"] = f"store:{tmp_path / 'store'}"
     mp.spawn(_worker, args=(2, free_port(), cfg, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for stage in ("init", "final"):

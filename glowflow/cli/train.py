@@ -28,7 +28,7 @@ from glowflow.training import Interrupted, Trainer
 # Options that may change when a run is resumed; every other one must match the run's config.
 RESUMABLE = {
     "steps", "epochs", "max_time", "device", "log_every", "eval_every", "sample_every",
-    "checkpoint_every", "tensorboard", "compile", "channels_last",
+    "checkpoint_every", "tensorboard", "compile", "channels_last", "data_workers",
 }  # fmt: skip
 
 DEFAULT_MAX_TIME = 4.0  # minutes of training in the default run, leaving time for the rest
@@ -102,6 +102,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt("--channels-last", "lay out batches and every weight channels-last (NHWC) on any "
         "device; on CPUs the model's convolution weights already are",
         action=argparse.BooleanOptionalAction)  # fmt: skip
+    opt("--data-workers", "processes that read a store's batches ahead of the step (0: in "
+        "the training process); in-memory data sets are always read in it", type=int)  # fmt: skip
     opt("--log-every", "steps between metrics lines", type=int)
     opt("--eval-every", "steps between validation passes (0: at the end)", type=int)
     opt("--sample-every", "steps between sample grids (0: at the end)", type=int)
