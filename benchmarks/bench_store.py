@@ -1,0 +1,193 @@
+"""Data at scale: a 1.2-million-image store against a 60,000-image one, in one run.
+
+    python benchmarks/bench_store.py --mnist ../shared/data/mnist_train.npz --work /tmp/bench \
+        --out benchmarks/results/store.json
+
+The large store holds the 60,000 MNIST training digits **repeated** 20 times (1,200,000 images,
+not new data: the point is the count). For each store it measures, with the default model
+(``glowflow train`` with its defaults, batch 32):
+
+- ``prepare`` time (from the npz, written as 32x32 .npy shards);
+- start-up: from the command's start to the end of its first training step;
+- the wall time of a whole 1-step run (start-up, the step, the final validation of 2,000 images
+  and the sample grid: ``--val-fraction`` is set so both stores validate on 2,000 images);
+- peak RSS of each process under ``torchrun --nproc-per-node=2`` (each rank and its DataLoader
+  worker; a 5-step run), and the same for one process;
+- steps per second over 150 steps after 20 warm-up steps, against the in-memory path on the
+  60,000 digits (``npz:``).
+
+Prints the machine, a table and the JSON that ``--out`` saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPEATS = 20
+VAL_IMAGES = 2000
+
+
+def child(args: argparse.Namespace) -> None:
+    """One training run in this process: records when its first step ended, its peak RSS and
+    its DataLoader workers' peak RSS, and its steps per second after a warm-up."""
+    from glowflow.config import TrainConfig
+    from glowflow.training import Trainer
+
+    record: dict = {}
+    cfg = TrainConfig(**json.loads(args.child))
+    trainer = Trainer(cfg, args.run_dir, log=lambda m: None)
+    real = trainer.train_step
+
+    def timed(step):
+        out = real(step)
+        now = time.time()
+        record.setdefault("first_step_end", now)
+        if step == args.warmup:
+            record["warm"] = (step, now)
+        elif step == cfg.steps - 1 and "warm" in record:
+            record["steps_per_s"] = (step - record["warm"][0]) / (now - record["warm"][1])
+        return out
+
+    trainer.train_step = timed
+    trainer.run()
+    rank = os.environ.get("RANK", "0")
+    record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    record["workers_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    Path(args.record_dir, f"rank{rank}.json").write_text(json.dumps(record))
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__}
+
+
+def run_child(cfg: dict, run_dir: Path, records: Path, warmup: int, nproc: int = 1) -> dict:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(records, ignore_errors=True)
+    records.mkdir(parents=True)
+    me = [str(Path(__file__).resolve()), "--child", json.dumps(cfg), "--run-dir", str(run_dir),
+          "--record-dir", str(records), "--warmup", str(warmup)]  # fmt: skip
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", *me]  # fmt: skip
+    else:
+        cmd = [sys.executable, *me]
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // nproc))}
+    start = time.time()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    wall = time.time() - start
+    ranks = [json.loads(p.read_text()) for p in sorted(records.glob("rank*.json"))]
+    return {
+        "wall_s": wall,
+        "startup_s": ranks[0]["first_step_end"] - start,
+        "steps_per_s": ranks[0].get("steps_per_s"),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
+        "worker_peak_rss_mb": max(r["workers_peak_rss_mb"] for r in ranks),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mnist", type=Path, help="mnist_train.npz (60,000 digits)")
+    p.add_argument("--work", type=Path, help="a folder with room for about 2.5 GB")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--run-dir", help=argparse.SUPPRESS)
+    p.add_argument("--record-dir", help=argparse.SUPPRESS)
+    p.add_argument("--warmup", type=int, default=20, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args)
+    if args.mnist is None or not args.mnist.exists():
+        sys.exit("give --mnist PATH/TO/mnist_train.npz (the 60,000 MNIST training digits)")
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    from glowflow.store import prepare_store
+
+    d = np.load(args.mnist)
+    small_npz, big_npz = work / "mnist60k.npz", work / "mnist1200k.npz"
+    if not small_npz.exists():
+        np.savez(small_npz, x=d["x"], y=d["y"])
+    if not big_npz.exists():
+        np.savez(
+            big_npz, x=np.concatenate([d["x"]] * REPEATS), y=np.concatenate([d["y"]] * REPEATS)
+        )
+    print(f"machine: {machine()}")
+    print(f"large store: the 60,000 MNIST training digits repeated {REPEATS} times "
+          f"({60000 * REPEATS:,} images; repeated, not new data)")  # fmt: skip
+    rows = {}
+    sets = {"60k": (small_npz, 60000), "1200k": (big_npz, 60000 * REPEATS)}
+    for name, (npz, n) in sets.items():
+        store = work / f"store{name}"
+        shutil.rmtree(store, ignore_errors=True)
+        start = time.time()
+        prepare_store(f"npz:{npz}", store, pad=2)
+        rows[name] = {"images": n, "prepare_s": time.time() - start}
+    base = dict(max_time=None, log_every=10, checkpoint_every=0, n_samples=16)
+    for name, (_, n) in sets.items():
+        spec = f"store:{work / f'store{name}'}"
+        cfg = {**base, "dataset": spec, "val_fraction": VAL_IMAGES / n}
+        one = run_child({**cfg, "steps": 1}, work / "run", work / "rec", warmup=10**9)
+        rows[name].update(startup_s=one["startup_s"], one_step_run_s=one["wall_s"])
+        five = run_child({**cfg, "steps": 5}, work / "run", work / "rec", 10**9, nproc=2)
+        rows[name].update(torchrun2_peak_rss_mb=five["peak_rss_mb"],
+                          torchrun2_worker_peak_rss_mb=five["worker_peak_rss_mb"])  # fmt: skip
+        rows[name]["one_process_peak_rss_mb"] = one["peak_rss_mb"]
+        speed = run_child({**cfg, "steps": args.warmup + args.steps}, work / "run", work / "rec",
+                          args.warmup)  # fmt: skip
+        rows[name]["steps_per_s"] = speed["steps_per_s"]
+    cfg = {**base, "dataset": f"npz:{small_npz}", "pad": 2, "val_fraction": VAL_IMAGES / 60000}
+    memory = run_child({**cfg, "steps": args.warmup + args.steps}, work / "run", work / "rec",
+                       args.warmup)  # fmt: skip
+    mem_one = run_child({**cfg, "steps": 1}, work / "run", work / "rec", warmup=10**9)
+    rows["60k in memory"] = {"images": 60000, "steps_per_s": memory["steps_per_s"],
+                             "startup_s": mem_one["startup_s"],
+                             "one_step_run_s": mem_one["wall_s"],
+                             "one_process_peak_rss_mb": mem_one["peak_rss_mb"]}  # fmt: skip
+
+    cols = ["images", "prepare_s", "startup_s", "one_step_run_s", "one_process_peak_rss_mb",
+            "torchrun2_peak_rss_mb", "torchrun2_worker_peak_rss_mb", "steps_per_s"]  # fmt: skip
+    print("| data | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for name, row in rows.items():
+        cells = [f"{row[c]:,.2f}" if isinstance(row.get(c), float) else f"{row.get(c, '')}"
+                 for c in cols]  # fmt: skip
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    big, small = rows["1200k"], rows["60k"]
+    goals = {
+        "startup_under_10s": big["startup_s"] < 10,
+        "one_step_run_at_most_3s_longer": big["one_step_run_s"] - small["one_step_run_s"] <= 3,
+        "torchrun_rss_within_1.2x": big["torchrun2_peak_rss_mb"]
+        <= 1.2 * small["torchrun2_peak_rss_mb"],
+        "steps_per_s_vs_in_memory": small["steps_per_s"] / rows["60k in memory"]["steps_per_s"],
+    }
+    print(f"goals: {goals}")
+    record = {"machine": machine(), "command": " ".join(["python", *sys.argv]),
+              "repeats": REPEATS, "rows": rows, "goals": goals}  # fmt: skip
+    print(json.dumps(record))
+    if args.out:
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
