@@ -135,20 +135,22 @@ def score_images(
     cfg = model.config
     starts = list(range(0, len(images), batch_size))
     it = progress(enumerate(starts), len(starts)) if progress else enumerate(starts)
-    levels = []
+    levels, compressed = [], []
     try:
         for k, s in it:
+            batch = images[s : s + batch_size]  # a tensor, also from a store
             g = seeding.generator(seed, k, seeding.EVAL)
-            x = preprocess(images[s : s + batch_size], cfg.n_bits, generator=g, dtype=dtype)
+            x = preprocess(batch, cfg.n_bits, generator=g, dtype=dtype)
             parts = model.log_prob_levels(x.to(device)).double()
             levels.append(bits_per_dim_levels(parts, cfg.num_dims, cfg.n_bits).cpu())
+            compressed.append(compressed_bits_per_dim(batch, codec))
     finally:
         model.train(was_training)
     level_bpd = torch.cat(levels)
     return ImageScores(
         bpd=level_bpd.sum(1),
         level_bpd=level_bpd,
-        compressed_bpd=compressed_bits_per_dim(images, codec),
+        compressed_bpd=torch.cat(compressed),
         codec=codec,
     )
 
