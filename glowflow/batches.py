@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -45,21 +45,13 @@ def make_batch(
     idx: torch.Tensor,
     g: torch.Generator,
     *,
-    n_bits: int,
-    hflip: bool = False,
-    with_labels: bool = False,
-    part: slice | None = None,
     device: torch.device | str = "cpu",
     channels_last: bool = False,
+    **options: Any,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Model inputs (and labels) for the images ``idx``, with flips and noise drawn from ``g``.
-
-    The randomness is drawn for all of ``idx`` and then ``part`` (this process's slice of the
-    global batch) is kept, so N processes see exactly the inputs one process would; only the
-    images of ``part`` are read.
-    """
-    x, y = cpu_batch(data, idx, g, n_bits=n_bits, hflip=hflip, with_labels=with_labels, part=part)
-    return to_device(x, y, device, channels_last)
+    """Model inputs (and labels) for the images ``idx`` on ``device``: :func:`cpu_batch` with
+    ``options`` (``n_bits``, ``hflip``, ``with_labels``, ``part``), then :func:`to_device`."""
+    return to_device(*cpu_batch(data, idx, g, **options), device, channels_last)
 
 
 def cpu_batch(
@@ -72,8 +64,13 @@ def cpu_batch(
     with_labels: bool = False,
     part: slice | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The work of :func:`make_batch` that reads and draws, on the CPU (what a DataLoader
-    worker does ahead of the step)."""
+    """Model inputs (and labels) for the images ``idx``, on the CPU, with flips and noise drawn
+    from ``g`` (what a DataLoader worker does ahead of the step).
+
+    The randomness is drawn for all of ``idx`` and then ``part`` (this process's slice of the
+    global batch) is kept, so N processes see exactly the inputs one process would; only the
+    images of ``part`` are read.
+    """
     part = part or slice(None)
     images = data.images[idx[part]]
     flip = torch.rand(len(idx), generator=g) < 0.5 if hflip else None
