@@ -79,6 +79,7 @@ def plot_score_histograms(
     labels: dict[str, str],
     out: str | Path,
     thresholds: dict[str, float] | None = None,
+    title: str | None = None,
 ) -> Path:
     """One panel per method: histograms of the in-distribution and each OOD set's scores.
 
@@ -88,6 +89,7 @@ def plot_score_histograms(
         aurocs: ``(method, set) -> AUROC``, shown in the legend.
         labels: method -> the axis label of its score.
         thresholds: method -> a threshold drawn as a dashed line.
+        title: a line above the panels.
     """
     methods = list(scores)
     fig = new_figure(5.2 * len(methods), 3.8)
@@ -109,6 +111,8 @@ def plot_score_histograms(
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ("mnist", "celeba64")
+BUNDLED = ("mnist", "celeba64", "fashion-mnist")
 MAX_WHEEL_MB = 30
 
 

@@ -246,9 +246,15 @@ def ood(args: argparse.Namespace) -> int:
 
     aurocs = {(r["method"], r["ood"]): r["auroc"] for r in report.records}
     thresholds = {r["method"]: r["threshold"] for r in report.records if "threshold" in r}
+    in_label = f"{dataset_name(args.in_dist)} (in-distribution)"
+    shown = {
+        method: {in_label if k == IN_DIST else k: v for k, v in sets.items()}
+        for method, sets in report.scores.items()
+    }
+    title = f"{args.checkpoint}: scores of held-out images and of other sets"
     try:
         plot_score_histograms(
-            report.scores, aurocs, SCORE_LABELS, out / "histograms.png", thresholds
+            shown, aurocs, SCORE_LABELS, out / "histograms.png", thresholds, title
         )
     except OSError as e:
         raise UsageError(f"cannot write {out / 'histograms.png'}: {first_line(e)}") from e
