@@ -12,12 +12,13 @@
   options, so that a rerun can tell its own store from another.
 
 A store is opened by reading its manifest and checking every file's size against it (a
-truncated or missing shard is found at once, without reading the images); the images are
-memory-mapped, so start-up time and memory do not grow with the number of images, and
-processes reading one store share its pages. :func:`verify_store` reads everything back against
-the checksums. ``prepare`` decodes image files in parallel worker processes, writes each shard
-through a temporary file, records finished shards in ``prepare-progress.json`` (so an interrupted
-run resumes where it stopped) and refuses a folder that holds something else.
+truncated or missing shard is found at once, without reading the images); the images are read
+with positioned reads as batches need them, so start-up time and memory do not grow with the
+number of images, and processes reading one store share its pages through the page cache.
+:func:`verify_store` reads everything back against the checksums. ``prepare`` decodes image
+files in parallel worker processes, writes each shard through a temporary file, records
+finished shards in ``prepare-progress.json`` (so an interrupted run resumes where it stopped)
+and refuses a folder that holds something else.
 """
 
 from __future__ import annotations
@@ -72,8 +73,15 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
 class StoreImages:
     """The images of a store, or of a subset of it, read on demand: behaves like a read-only
     uint8 ``(N, C, H, W)`` tensor for ``len``, ``shape``, ``dtype``, ``dim()`` and indexing
-    (``images[5]``, ``images[10:20]``, ``images[index_tensor]`` return tensors). Pickles
-    without the memory maps, so DataLoader workers open their own."""
+    (``images[5]``, ``images[10:20]``, ``images[index_tensor]`` return tensors).
+
+    Images are read with positioned reads (``preadv``) straight into the batch, consecutive
+    images in one read: nothing is mapped into the process, so its memory does not grow with
+    what it has read (a memory map would: every page it touches, and the read-around of every
+    random access, counts as the process's own), while the operating system's page cache keeps
+    the images that are read often, once for all processes. Pickles without its open files, so
+    DataLoader workers open their own.
+    """
 
     dtype = torch.uint8
 
@@ -83,15 +91,25 @@ class StoreImages:
         counts: Sequence[int],
         image_shape: tuple[int, int, int],
         index: np.ndarray | None = None,
+        offsets: Sequence[int] | None = None,
     ) -> None:
         self.files = [Path(f) for f in files]
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.image_shape = tuple(image_shape)
         self.index = index  # positions in the whole store, or None for all of it
-        self._maps: list[np.ndarray] | None = None
+        # where each shard's images begin in its file (after the .npy header)
+        self.offsets = list(offsets) if offsets is not None else [_npy_header(f)[2] for f in files]
+        self._fds: list[int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_maps": None}
+        return {**self.__dict__, "_fds": None}
+
+    def __del__(self) -> None:
+        for fd in self._fds or ():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def __len__(self) -> int:
         return int(self.starts[-1]) if self.index is None else len(self.index)
@@ -120,20 +138,30 @@ class StoreImages:
         if isinstance(key, (int, np.integer)):
             return self[np.array([key])][0]
         pos = self._positions(key)
-        out = np.empty((len(pos), *self.image_shape), dtype=np.uint8)
-        if self._maps is None:
-            self._maps = [np.load(f, mmap_mode="r") for f in self.files]
-        shard = np.searchsorted(self.starts, pos, side="right") - 1
-        for s in np.unique(shard):
-            at = np.flatnonzero(shard == s)
-            local = pos[at] - self.starts[s]
-            order = np.argsort(local, kind="stable")  # read each shard front to back
-            out[at[order]] = self._maps[s][local[order]]
-        return torch.from_numpy(out)
+        if self._fds is None:
+            self._fds = [os.open(f, os.O_RDONLY) for f in self.files]
+        size = int(np.prod(self.image_shape))
+        order = np.argsort(pos, kind="stable")  # read front to back, runs in one read each
+        rows = np.empty((len(pos), size), dtype=np.uint8)
+        sorted_pos = pos[order]
+        # runs of consecutive positions within one shard
+        shard = np.searchsorted(self.starts, sorted_pos, side="right") - 1
+        breaks = np.flatnonzero((np.diff(sorted_pos) != 1) | (np.diff(shard) != 0)) + 1
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(pos)]):
+            s = int(shard[lo])
+            offset = self.offsets[s] + int(sorted_pos[lo] - self.starts[s]) * size
+            view = memoryview(rows[lo:hi]).cast("B")
+            got = os.preadv(self._fds[s], [view], offset)
+            if got != view.nbytes:
+                raise StoreError(f"{self.files[s]} ended early (truncated?); prepare it again")
+        out = np.empty_like(rows)
+        out[order] = rows
+        return torch.from_numpy(out.reshape(len(pos), *self.image_shape))
 
     def subset(self, key: Any) -> StoreImages:
         """The images picked by ``key`` as another lazy view (no image is read)."""
-        return StoreImages(self.files, np.diff(self.starts), self.image_shape, self._positions(key))
+        counts = np.diff(self.starts)
+        return StoreImages(self.files, counts, self.image_shape, self._positions(key), self.offsets)
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
