@@ -5,7 +5,7 @@
 
 The large store holds the 60,000 MNIST training digits **repeated** 20 times (1,200,000 images,
 not new data: the point is the count). For each store it measures, with the default model
-(``glowflow train`` with its defaults, batch 32):
+(``glowflow train`` with its defaults, batch 32, in fp32):
 
 - ``prepare`` time (from the npz, written as 32x32 .npy shards);
 - start-up: from the command's start to the end of its first training step;
@@ -14,9 +14,12 @@ not new data: the point is the count). For each store it measures, with the defa
 - peak RSS (VmHWM) of each process under ``torchrun --nproc-per-node=2`` (each rank, and its
   DataLoader worker; a 5-step run), and of one process;
 - steps per second over 150 steps after 20 warm-up steps, against the in-memory path on the
-  60,000 digits (``npz:``): the three take turns, three times, and each gets its median.
+  60,000 digits (``npz:``): the three take turns (``--rounds``, in a rotated order), and each
+  gets its median.
 
-Prints the machine, a table and the JSON that ``--out`` saves.
+Prints the machine, a table and the JSON that ``--out`` saves;
+``--readme README.md --record benchmarks/results/store.json`` writes that record's table between
+the README's ``<!-- store-table -->`` markers.
 """
 
 from __future__ import annotations
@@ -91,6 +94,40 @@ def child_pids() -> list[int]:
     return found
 
 
+BEGIN, END = "<!-- store-table -->", "<!-- /store-table -->"
+COLUMNS = {
+    "images": "images", "prepare_s": "prepare s", "startup_s": "start-up s",
+    "one_step_run_s": "1-step run s", "one_process_peak_rss_mb": "peak RSS MB, 1 process",
+    "torchrun2_peak_rss_mb": "peak RSS MB per rank, torchrun x2",
+    "torchrun2_worker_peak_rss_mb": "its worker's MB", "steps_per_s": "steps/s (median)",
+}  # fmt: skip
+
+
+def table(record: dict) -> str:
+    """The record as the README's markdown table, with the machine and the goals under it."""
+    lines = ["| data | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, row in record["rows"].items():
+        cells = [f"{row[c]:,.2f}" if isinstance(row.get(c), float) else f"{row.get(c, ''):,}"
+                 if isinstance(row.get(c), int) else "" for c in COLUMNS]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    m, g = record["machine"], record["goals"]
+    lines += [
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}. Command: "
+        f"`{record['command']}`. Goals: start-up under 10 s: {g['startup_under_10s']}; 1-step "
+        f"run at most 3 s longer: {g['one_step_run_at_most_3s_longer']}; RSS per rank within "
+        f"1.2x: {g['torchrun_rss_within_1.2x']}; steps/s of the 60k store over the in-memory "
+        f"path: {g['steps_per_s_vs_in_memory']:.2f}.",
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(record: dict, readme: Path) -> None:
+    text = readme.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + table(record) + "\n" + text[end:])
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:
@@ -133,7 +170,10 @@ def main() -> None:
     p.add_argument("--mnist", type=Path, help="mnist_train.npz (60,000 digits)")
     p.add_argument("--work", type=Path, help="a folder with room for about 2.5 GB")
     p.add_argument("--out", type=Path)
+    p.add_argument("--readme", type=Path, help="write the table of --record into this README")
+    p.add_argument("--record", type=Path, help="with --readme: a saved result to show")
     p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--rounds", type=int, default=5, help="turns of the steps-per-second runs")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
     p.add_argument("--record-dir", help=argparse.SUPPRESS)
@@ -141,6 +181,8 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         return child(args)
+    if args.readme:
+        return write_readme(json.loads(args.record.read_text()), args.readme)
     if args.mnist is None or not args.mnist.exists():
         sys.exit("give --mnist PATH/TO/mnist_train.npz (the 60,000 MNIST training digits)")
     work = args.work
@@ -166,7 +208,9 @@ def main() -> None:
         start = time.time()
         prepare_store(f"npz:{npz}", store, pad=2)
         rows[name] = {"images": n, "prepare_s": time.time() - start}
-    base = dict(max_time=None, log_every=10, checkpoint_every=0, n_samples=16)
+    # fp32 throughout: --precision auto decides by timing at each start, which would let the
+    # precision, not the data path, make the difference between runs
+    base = dict(max_time=None, log_every=10, checkpoint_every=0, n_samples=16, precision="fp32")
     for name, (_, n) in sets.items():
         spec = f"store:{work / f'store{name}'}"
         cfg = {**base, "dataset": spec, "val_fraction": VAL_IMAGES / n}
@@ -183,29 +227,23 @@ def main() -> None:
                              "one_step_run_s": mem_one["wall_s"],
                              "one_process_peak_rss_mb": mem_one["peak_rss_mb"],
                              "torchrun2_peak_rss_mb": five["peak_rss_mb"]}  # fmt: skip
-    # steps per second: the three take turns, three times; the median of each
+    # steps per second: the three take turns, in a rotated order each round; the median of each
     speed_cfgs = {
         name: {**base, "dataset": f"store:{work / f'store{name}'}", "val_fraction": VAL_IMAGES / n}
         for name, (_, n) in sets.items()
     }
     speed_cfgs["60k in memory"] = memory
-    speeds: dict[str, list[float]] = {name: [] for name in speed_cfgs}
-    for _ in range(3):
-        for name, cfg in speed_cfgs.items():
-            run = run_child({**cfg, "steps": args.warmup + args.steps}, work / "run",
-                            work / "rec", args.warmup)  # fmt: skip
+    names = list(speed_cfgs)
+    speeds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        for name in names[r % 3 :] + names[: r % 3]:
+            run = run_child({**speed_cfgs[name], "steps": args.warmup + args.steps},
+                            work / "run", work / "rec", args.warmup)  # fmt: skip
             speeds[name].append(run["steps_per_s"])
     for name, values in speeds.items():
         rows[name]["steps_per_s"] = statistics.median(values)
+        rows[name]["steps_per_s_runs"] = values
 
-    cols = ["images", "prepare_s", "startup_s", "one_step_run_s", "one_process_peak_rss_mb",
-            "torchrun2_peak_rss_mb", "torchrun2_worker_peak_rss_mb", "steps_per_s"]  # fmt: skip
-    print("| data | " + " | ".join(cols) + " |")
-    print("|---" * (len(cols) + 1) + "|")
-    for name, row in rows.items():
-        cells = [f"{row[c]:,.2f}" if isinstance(row.get(c), float) else f"{row.get(c, '')}"
-                 for c in cols]  # fmt: skip
-        print(f"| {name} | " + " | ".join(cells) + " |")
     big, small = rows["1200k"], rows["60k"]
     goals = {
         "startup_under_10s": big["startup_s"] < 10,
@@ -214,9 +252,9 @@ def main() -> None:
         <= 1.2 * small["torchrun2_peak_rss_mb"],
         "steps_per_s_vs_in_memory": small["steps_per_s"] / rows["60k in memory"]["steps_per_s"],
     }
-    print(f"goals: {goals}")
     record = {"machine": machine(), "command": " ".join(["python", *sys.argv]),
               "repeats": REPEATS, "rows": rows, "goals": goals}  # fmt: skip
+    print(table(record))
     print(json.dumps(record))
     if args.out:
         args.out.write_text(json.dumps(record, indent=2) + "\n")
