@@ -303,6 +303,14 @@ class _Source:
     def __len__(self) -> int:
         return len(self.data) if self.data is not None else len(self.plan.paths)
 
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.data.class_names if self.data is not None else self.plan.class_names
+
+    @property
+    def attr_names(self) -> list[str] | None:
+        return self.data.attr_names if self.data is not None else self.plan.attr_names
+
 
 def _open_source(spec: str, image_size: int | None, pad: int | None, on_bad_image: str):
     kind, path = parse_spec(spec)
@@ -503,7 +511,7 @@ def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
 
 def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]:
     """Concatenate the annotations, fix mixed grayscale/RGB shards, write the manifest."""
-    shards = [s for s in state["shards"]]
+    shards = state["shards"]
     kept = np.concatenate(
         [np.load(out / s["file"].replace("images", "kept")) for s in shards]
     ).astype(np.int64)
@@ -533,11 +541,11 @@ def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]
             "file": "labels.npy",
             "sha256": _write_npy(out / "labels.npy", labels),
         }
-        manifest["class_names"] = source_class_names(source)
+        manifest["class_names"] = source.class_names
     if attrs is not None:
         digest = _write_npy(out / "attrs.npy", attrs)
         manifest["attrs"] = {"file": "attrs.npy", "sha256": digest}
-        manifest["attr_names"] = source_attr_names(source)
+        manifest["attr_names"] = source.attr_names
     if names is not None:
         (out / "names.txt").write_text("".join(f"{name}\n" for name in names))
         manifest["names"] = {"file": "names.txt", "sha256": _sha256(out / "names.txt")}
@@ -547,14 +555,6 @@ def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]
         (out / s["file"].replace("images", "kept")).unlink(missing_ok=True)
     (out / PROGRESS).unlink(missing_ok=True)
     return manifest
-
-
-def source_class_names(source: _Source) -> list[str] | None:
-    return source.data.class_names if source.data is not None else source.plan.class_names
-
-
-def source_attr_names(source: _Source) -> list[str] | None:
-    return source.data.attr_names if source.data is not None else source.plan.attr_names
 
 
 def _annotations(source: _Source, kept: np.ndarray):
