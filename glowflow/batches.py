@@ -8,6 +8,7 @@ import torch
 
 from glowflow import seeding
 from glowflow.datasets import ImageData
+from glowflow.errors import GlowflowError
 from glowflow.objective import preprocess
 
 
@@ -115,7 +116,12 @@ class _StepBatches(torch.utils.data.IterableDataset):
             step, stride = self.start + info.id, info.num_workers
         while True:
             g = seeding.generator(self.seed, step, seeding.TRAIN)
-            yield step, *cpu_batch(self.data, self.order.indices(step), g, **self.kw)
+            try:
+                batch = cpu_batch(self.data, self.order.indices(step), g, **self.kw)
+            except GlowflowError as e:  # handed over whole: the DataLoader would wrap it
+                yield step, e, None
+                return
+            yield step, *batch
             step += stride
 
 
@@ -124,6 +130,7 @@ def prefetched_batches(
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
     """``(step, x, y)`` for every step from ``start`` on, made ahead by ``workers`` DataLoader
     processes: the same tensors :func:`cpu_batch` gives for generator ``(seed, step, TRAIN)``.
+    A user mistake met in a worker (a damaged store) comes as ``(step, error, None)``.
 
     ``kw`` are :func:`cpu_batch`'s options (``n_bits``, ``hflip``, ``with_labels``, ``part``).
     """

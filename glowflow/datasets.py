@@ -247,14 +247,17 @@ def _load_store(
     spec: str, path: Path, image_size: int | None, pad: int | None, limit: int | None
 ) -> ImageData:
     """A prepared store (:mod:`glowflow.store`): its images stay on disk until indexed."""
-    from glowflow.store import open_store  # the store module builds on this one
+    from glowflow.store import open_store, prepared_with  # the store module builds on this one
 
     data = open_store(path, name=spec)
     _, h, w = data.image_shape
-    if (image_size is not None and image_size + 2 * (pad or 0) != h) or (pad and not image_size):
+    made = prepared_with(path)
+    # the options it was prepared with may be repeated (one --pad for several sets)
+    if image_size not in (None, made.get("image_size")) or pad not in (None, made.get("pad")):
         raise DataError(
-            f"{spec} holds {w}x{h} images, resized and padded when it was prepared; leave out "
-            f"--image-size and --pad, or prepare another store with the sizes you want"
+            f"{spec} holds {w}x{h} images, resized and padded when it was prepared (image size "
+            f"{made.get('image_size')}, pad {made.get('pad')}); leave out --image-size and --pad, "
+            f"or prepare another store with the sizes you want"
         )
     return data.subset(slice(0, limit)) if limit is not None and limit < len(data) else data
 

@@ -47,11 +47,11 @@ from glowflow.compression import CODECS, compressed_bits_per_dim
 from glowflow.errors import GlowflowError
 from glowflow.metrics import aupr, auroc, detection_metrics, fpr_at_tpr
 from glowflow.model import Glow
-from glowflow.objective import bits_per_dim_levels, preprocess
+from glowflow.objective import bits_per_dim_levels, preprocess, quantize
 
 __all__ = ["CODECS", "DEFAULT_TYPICALITY_M", "IN_DIST", "METHODS", "ImageScores", "OODError",
-           "Report", "TypicalityTest", "aupr", "auroc", "detect", "detection_metrics",
-           "fpr_at_tpr", "score_images"]  # fmt: skip
+           "Report", "TypicalityTest", "aupr", "auroc", "check_sets", "detect",
+           "detection_metrics", "fpr_at_tpr", "score_images"]  # fmt: skip
 
 METHODS = ("bpd", "complexity", "typicality")
 DEFAULT_TYPICALITY_M = 10
@@ -70,7 +70,8 @@ class ImageScores:
         bpd: float64 ``[N]`` bits/dim under the model.
         level_bpd: float64 ``[N, L]`` each level's share of ``bpd`` (rows sum to it; level 0
             carries the quantisation bits, see :func:`glowflow.objective.bits_per_dim_levels`).
-        compressed_bpd: float64 ``[N]`` bits/dim of the image stored by ``codec``.
+        compressed_bpd: float64 ``[N]`` bits/dim of the image stored by ``codec`` (the image
+            the model scores: for ``n_bits < 8`` its quantised levels).
         codec: the lossless codec (one of :data:`CODECS`).
     """
 
@@ -143,7 +144,8 @@ def score_images(
             x = preprocess(batch, cfg.n_bits, generator=g, dtype=dtype)
             parts = model.log_prob_levels(x.to(device)).double()
             levels.append(bits_per_dim_levels(parts, cfg.num_dims, cfg.n_bits).cpu())
-            compressed.append(compressed_bits_per_dim(batch, codec))
+            # the codec gets the same discrete image the model scores: its n_bits levels
+            compressed.append(compressed_bits_per_dim(quantize(batch, cfg.n_bits), codec))
     finally:
         model.train(was_training)
     level_bpd = torch.cat(levels)
@@ -246,36 +248,14 @@ def detect(
     Raises:
         OODError: for unknown methods, empty sets, or a set too small for batches of ``m``.
     """
-    unknown = [name for name in methods if name not in METHODS]
-    if unknown or not methods:
-        raise OODError(f"unknown method {unknown[0] if unknown else '(none)'}; use some of "
-                       f"{', '.join(METHODS)}")  # fmt: skip
-    if not ood_sets:
-        raise OODError("no OOD set to compare with; give at least one")
-    if not 0 < calibration_fraction < 1:
-        raise OODError(f"the calibration fraction must lie in (0, 1), got {calibration_fraction}")
+    check_sets(len(in_dist), {k: len(v) for k, v in ood_sets.items()}, methods, m,
+               calibration_fraction)  # fmt: skip
     n = len(in_dist)
     n_cal = round(n * calibration_fraction)
-    if n_cal < 2 or n - n_cal < 1:
-        raise OODError(
-            f"{n} in-distribution images cannot be split {calibration_fraction:g} for "
-            f"calibration and the rest for evaluation; use a larger set"
-        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     cal_index = perm[:n_cal].sort().values
     calibration = in_dist.subset(cal_index)
     evaluation = in_dist.subset(perm[n_cal:].sort().values)
-    if "typicality" in methods:
-        for name, scores in [(IN_DIST, evaluation), *ood_sets.items()]:
-            if len(scores) < m:
-                what = "the in-distribution evaluation part" if name == IN_DIST else name
-                raise OODError(
-                    f"{what} has {len(scores)} images, fewer than the typicality batch size "
-                    f"M={m}; use a larger set or a smaller M"
-                )
-    for name, scores in ood_sets.items():
-        if len(scores) == 0:
-            raise OODError(f"the OOD set {name} is empty; give it at least one image")
 
     report = Report(calibration_index=cal_index.tolist(), n_evaluation=n - n_cal)
     for method in methods:
@@ -305,6 +285,46 @@ def detect(
                 record["fpr_at_threshold"] = float(np.mean(inside > test.threshold))
             report.records.append(record)
     return report
+
+
+def check_sets(
+    n_in: int,
+    ood_sizes: dict[str, int],
+    methods: Sequence[str] = METHODS,
+    m: int = DEFAULT_TYPICALITY_M,
+    calibration_fraction: float = 0.5,
+) -> None:
+    """Refuse, before any image is scored, what :func:`detect` could not judge: unknown
+    methods, no or empty OOD sets, a split that leaves a part empty, sets smaller than ``m``.
+
+    Raises:
+        OODError: naming the problem and the fix.
+    """
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown or not methods:
+        raise OODError(f"unknown method {unknown[0] if unknown else '(none)'}; use some of "
+                       f"{', '.join(METHODS)}")  # fmt: skip
+    if not ood_sizes:
+        raise OODError("no OOD set to compare with; give at least one")
+    if not 0 < calibration_fraction < 1:
+        raise OODError(f"the calibration fraction must lie in (0, 1), got {calibration_fraction}")
+    n_cal = round(n_in * calibration_fraction)
+    if n_cal < 2 or n_in - n_cal < 1:
+        raise OODError(
+            f"{n_in} in-distribution images cannot be split {calibration_fraction:g} for "
+            f"calibration and the rest for evaluation; use a larger set"
+        )
+    for name, size in ood_sizes.items():
+        if size == 0:
+            raise OODError(f"the OOD set {name} is empty; give it at least one image")
+    if "typicality" in methods:
+        for name, size in [(None, n_in - n_cal), *ood_sizes.items()]:
+            if size < m:
+                what = name or "the in-distribution evaluation part"
+                raise OODError(
+                    f"{what} has {size} images, fewer than the typicality batch size "
+                    f"M={m}; use a larger set or a smaller M"
+                )
 
 
 def _method_scores(

@@ -50,6 +50,9 @@ SHARD_BYTES = 256 * 2**20  # the default shard holds about this many bytes of im
 _MNIST_PAD = 2
 
 
+AGAIN = "delete the store and prepare it again"  # the fix for a damaged finished store
+
+
 class StoreError(DataError):
     """A store that is missing, damaged or not the one asked for; the message says what to do."""
 
@@ -126,7 +129,12 @@ class StoreImages:
         if isinstance(key, slice):
             pos = np.arange(n)[key]
         else:
-            pos = np.asarray(key.cpu() if torch.is_tensor(key) else key, dtype=np.int64)
+            pos = np.asarray(key.cpu() if torch.is_tensor(key) else key)
+            if pos.dtype == bool:
+                if pos.shape != (n,):
+                    raise IndexError(f"a boolean mask of {n} images must have shape ({n},)")
+                pos = np.flatnonzero(pos)
+            pos = pos.astype(np.int64).reshape(-1) if pos.ndim == 0 else pos.astype(np.int64)
             if pos.ndim > 1:
                 raise IndexError("index a store's images with one axis")
             if pos.size and (pos.min() < -n or pos.max() >= n):
@@ -135,9 +143,11 @@ class StoreImages:
         return pos if self.index is None else self.index[pos]
 
     def __getitem__(self, key: Any) -> torch.Tensor:
-        if isinstance(key, (int, np.integer)):
-            return self[np.array([key])][0]
+        if isinstance(key, (int, np.integer)) or (torch.is_tensor(key) and key.dim() == 0):
+            return self[np.array([int(key)])][0]
         pos = self._positions(key)
+        if len(pos) == 0:
+            return torch.empty((0, *self.image_shape), dtype=torch.uint8)
         if self._fds is None:
             self._fds = [os.open(f, os.O_RDONLY) for f in self.files]
         size = int(np.prod(self.image_shape))
@@ -151,9 +161,14 @@ class StoreImages:
             s = int(shard[lo])
             offset = self.offsets[s] + int(sorted_pos[lo] - self.starts[s]) * size
             view = memoryview(rows[lo:hi]).cast("B")
-            got = os.preadv(self._fds[s], [view], offset)
-            if got != view.nbytes:
-                raise StoreError(f"{self.files[s]} ended early (truncated?); prepare it again")
+            while view.nbytes:  # a read may return less than asked (large runs, network disks)
+                got = os.preadv(self._fds[s], [view], offset)
+                if got <= 0:
+                    raise StoreError(
+                        f"{self.files[s]} ended early (truncated); delete the store and prepare "
+                        f"it again"
+                    )
+                view, offset = view[got:], offset + got
         out = np.empty_like(rows)
         out[order] = rows
         return torch.from_numpy(out.reshape(len(pos), *self.image_shape))
@@ -175,36 +190,49 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise StoreError(f"{path} is damaged ({first_line(e)}); prepare the store again") from e
+        raise StoreError(
+            f"{path} is damaged ({first_line(e)}); delete the store and prepare it again"
+        ) from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise StoreError(f"{path} is not a glowflow store manifest; prepare the store again")
+        raise StoreError(
+            f"{path} is not a glowflow store manifest; delete the store and prepare it again"
+        )
     if manifest.get("version") != VERSION:
         raise StoreError(
             f"{root} is a version {manifest.get('version')} store; this glowflow reads version "
-            f"{VERSION}: prepare it again"
+            f"{VERSION}: delete it and prepare it again"
         )
     return manifest
+
+
+def prepared_with(root: str | Path) -> dict[str, Any]:
+    """The source spec and options (``image_size``, ``pad``, ...) the store was made with."""
+    source = _read_manifest(Path(root).expanduser()).get("source")
+    return source if isinstance(source, dict) else {}
 
 
 def _check_file(root: Path, entry: dict[str, Any], shape: tuple[int, ...], dtype: str) -> Path:
     """A store file whose header and size agree with the manifest."""
     path = root / entry["file"]
     if not path.is_file():
-        raise StoreError(f"{path} is missing from the store; prepare the store again")
+        raise StoreError(f"{path} is missing from the store; delete the store and prepare it again")
     try:
         found, found_dtype, offset = _npy_header(path)
     except (OSError, ValueError) as e:
-        raise StoreError(f"{path} is damaged ({first_line(e)}); prepare the store again") from e
+        raise StoreError(
+            f"{path} is damaged ({first_line(e)}); delete the store and prepare it again"
+        ) from e
     if found != shape or found_dtype != np.dtype(dtype):
         raise StoreError(
             f"{path} holds {found_dtype} {list(found)} but the manifest says {dtype} "
-            f"{list(shape)}; the store's files do not belong together: prepare it again"
+            f"{list(shape)}; the store's files do not belong together: delete the store and "
+            f"prepare it again"
         )
     size = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
     if path.stat().st_size != size:
         raise StoreError(
-            f"{path} is truncated ({path.stat().st_size} of {size} bytes); prepare the store "
-            f"again (glowflow prepare resumes and rewrites what is damaged)"
+            f"{path} is truncated ({path.stat().st_size} of {size} bytes); delete the store and "
+            f"prepare it again"
         )
     return path
 
@@ -227,7 +255,7 @@ def open_store(root: str | Path, name: str | None = None) -> ImageData:
         if sum(counts) != n:
             raise StoreError(
                 f"{root / MANIFEST} counts {n} images but its shards hold {sum(counts)}; "
-                f"prepare the store again"
+                f"delete the store and prepare it again"
             )
         labels = attrs = None
         if m.get("labels"):
@@ -239,9 +267,7 @@ def open_store(root: str | Path, name: str | None = None) -> ImageData:
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, StoreError):
             raise
-        raise StoreError(
-            f"{root / MANIFEST} is incomplete ({first_line(e)}); prepare the store again"
-        ) from e
+        raise StoreError(f"{root / MANIFEST} is incomplete ({first_line(e)}); {AGAIN}") from e
     return ImageData(
         images=StoreImages(files, counts, shape),  # type: ignore[arg-type]
         labels=labels,
@@ -341,8 +367,18 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _decode_chunk(plan: FilePlan, indices: list[int]) -> list[tuple[int, Any]]:
-    """Worker: ``(index, uint8 HxW(xC) array or the error text)`` for each file."""
+_worker_plan: FilePlan | None = None  # set once in each decoding process
+
+
+def _set_worker_plan(plan: FilePlan) -> None:
+    global _worker_plan
+    _worker_plan = plan
+
+
+def _decode_chunk(indices: list[int], plan: FilePlan | None = None) -> list[tuple[int, Any]]:
+    """``(index, uint8 HxW(xC) array or the error text)`` for each file of the plan (in a
+    worker, the plan it was started with: sent once, not with every chunk)."""
+    plan = plan or _worker_plan
     return [(i, decode_file(plan.paths[i], plan.prepare)) for i in indices]
 
 
@@ -356,11 +392,9 @@ def _decode_shard(
     plan = source.plan
     chunks = [list(range(s, min(s + 64, hi))) for s in range(lo, hi, 64)]
     if pool is None:
-        results = [r for c in chunks for r in _decode_chunk(plan, c)]
+        results = [r for c in chunks for r in _decode_chunk(c, plan)]
     else:
-        results = [
-            r for part in pool.map(_decode_chunk, [plan] * len(chunks), chunks) for r in part
-        ]
+        results = [r for part in pool.map(_decode_chunk, chunks) for r in part]
     arrays, kept = [], []
     for i, result in results:
         if isinstance(result, str):
@@ -435,7 +469,12 @@ def prepare_store(
         verify_store(out)
         return _read_manifest(out)
     source = _open_source(spec, image_size, pad, on_bad_image)
-    n = len(source)
+    fingerprint = _fingerprint(source, path)
+    if state.setdefault("fingerprint", fingerprint) != fingerprint:
+        raise StoreError(
+            f"{spec} has changed since the preparation in {out} began (other files or sizes); "
+            f"delete {out} and prepare again"
+        )
     if shard_size is None:
         shape = source.data.image_shape if source.data is not None else None
         per_image = int(np.prod(shape)) if shape else 3 * (image_size or CELEBA_SIZE) ** 2
@@ -444,6 +483,40 @@ def prepare_store(
         raise StoreError(f"{out} was being prepared with another shard size; use that one")
     state.setdefault("shard_size", shard_size)
     state.setdefault("shards", [])
+    try:
+        return _write_shards(out, source, state, on_bad_image, workers, progress)
+    except OSError as e:
+        raise StoreError(
+            f"cannot write the store in {out}: {first_line(e)}; free some space or choose "
+            f"another folder (a rerun resumes)"
+        ) from e
+
+
+def _fingerprint(source: _Source, path: Path) -> str:
+    """What the source's images are, cheaply: every file's name, size and modification time
+    (the image files of a plan, or the data set's own files), and the image count."""
+    files = source.plan.paths if source.plan is not None else (
+        sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])  # fmt: skip
+    h = hashlib.sha256(str(len(source)).encode())
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _write_shards(
+    out: Path,
+    source: _Source,
+    state: dict[str, Any],
+    on_bad_image: str,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    """Decode and write the shards not written yet, then the annotations and the manifest."""
+    n, shard_size = len(source), state["shard_size"]
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / PROGRESS, state)
     done = sum(s["source_count"] for s in state["shards"])
@@ -451,7 +524,9 @@ def prepare_store(
         progress(done, n)
     pool = None
     if source.plan is not None and (workers or os.cpu_count() or 1) > 1:
-        pool = ProcessPoolExecutor(workers or os.cpu_count())
+        pool = ProcessPoolExecutor(
+            workers or os.cpu_count(), initializer=_set_worker_plan, initargs=(source.plan,)
+        )
     try:
         for k in range(len(state["shards"]), -(-n // shard_size)):
             lo, hi = k * shard_size, min(n, (k + 1) * shard_size)
@@ -476,9 +551,9 @@ def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
         raise StoreError(f"{out} is a file; give a folder for the store")
     if (out / MANIFEST).is_file():
         m = _read_manifest(out)
-        if m.get("source") != source_key:
+        if not isinstance(m.get("source"), dict) or m.get("source") != source_key:
             raise StoreError(
-                f"{out} holds another store (made from {m.get('source', {}).get('spec')} with "
+                f"{out} holds another store (made from {(m.get('source') or {}).get('spec')} with "
                 f"other options); choose another folder, or delete it to replace it"
             )
         return {"complete": True}
@@ -488,10 +563,12 @@ def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
         except (OSError, ValueError) as e:
             raise StoreError(f"{out / PROGRESS} is damaged ({first_line(e)}); delete the "
                              f"folder and prepare again") from e  # fmt: skip
+        if not isinstance(state, dict) or not isinstance(state.get("source"), dict):
+            raise StoreError(f"{out / PROGRESS} is damaged; delete {out} and prepare again")
         if state.get("source") != source_key:
             raise StoreError(
                 f"{out} holds the unfinished preparation of another store (from "
-                f"{state.get('source', {}).get('spec')}); choose another folder or delete it"
+                f"{state['source'].get('spec')}); choose another folder or delete it"
             )
         # a shard whose file is not whole (a crash while writing) is made again
         good = []
@@ -521,12 +598,14 @@ def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]
     if len(hw) > 1:
         raise DataError(f"images differ in size between shards ({sorted(hw)}); pass --image-size N")
     channels = max(s["channels"] for s in shards if s["count"])
+    (h, w), n = hw.pop(), len(kept)
     for s in shards:
-        if s["count"] and s["channels"] != channels:  # grayscale in a set with RGB images
+        if not s["count"]:  # every image of the shard was unreadable
+            s["sha256"] = _write_npy(out / s["file"], np.zeros((0, channels, h, w), np.uint8))
+        elif s["channels"] != channels:  # grayscale in a set with RGB images
             x = np.load(out / s["file"])
             s["sha256"] = _write_npy(out / s["file"], np.repeat(x, channels, axis=1))
-            s["channels"] = channels
-    (h, w), n = hw.pop(), len(kept)
+        s["channels"] = channels
     manifest: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "count": n, "image_shape": [channels, h, w],
         "shards": [{"file": s["file"], "count": s["count"], "sha256": s["sha256"]}

@@ -202,6 +202,8 @@ class Trainer:
             g = seeding.generator(self.cfg.seed, step, seeding.TRAIN)
             return self.batch(self.order.indices(step), g, shard=True)
         made, x, y = next(self._prefetch)
+        if isinstance(x, BaseException):
+            raise x
         assert made == step, f"the prefetched batch is step {made}, not {step}"
         return to_device(x, y, self.device, self.cfg.channels_last)
 

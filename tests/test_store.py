@@ -220,3 +220,58 @@ def test_resuming_on_a_store_of_another_image_size_is_refused(digits_npz, tmp_pa
     r = main_in_process("train", "--resume", tmp_path / "run", "--steps", 4)
     assert_one_line_error(r, "(1, 16, 16)", "(1, 20, 20)")
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_shard_of_only_unreadable_files_still_makes_a_store(tmp_path):
+    write_folder(tmp_path / "src", n=8, bad=False)
+    for i in range(3):  # sorted first in cats/: a whole shard of 3 broken files
+        (tmp_path / "src" / "cats" / f"!{i}.png").write_bytes(b"broken")
+    with pytest.warns(UserWarning):
+        m = prepare_store(f"folder:{tmp_path / 'src'}", tmp_path / "st", image_size=8,
+                          shard_size=3, workers=1)  # fmt: skip
+    assert m["count"] == 8 and m["shards"][0]["count"] == 0
+    assert len(load_dataset(f"store:{tmp_path / 'st'}").images[:]) == 8
+
+
+def test_a_source_that_changed_during_an_interrupted_prepare_is_refused(tmp_path):
+    write_folder(tmp_path / "src", n=12, bad=False)
+
+    def stop(done, total):
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_store(f"folder:{tmp_path / 'src'}", tmp_path / "st", image_size=8,
+                      shard_size=4, workers=1, progress=stop)  # fmt: skip
+    (tmp_path / "src" / "dogs" / "6.png").unlink()
+    with pytest.raises(StoreError, match="has changed since the preparation"):
+        prepare_store(f"folder:{tmp_path / 'src'}", tmp_path / "st", image_size=8,
+                      shard_size=4, workers=1)  # fmt: skip
+
+
+def test_indexing_edge_cases_and_repeated_options(labelled_npz, tmp_path):
+    prepare_store(f"npz:{labelled_npz}", tmp_path / "st", pad=1, shard_size=16)
+    data = load_dataset(f"store:{tmp_path / 'st'}")
+    plain = load_dataset(f"npz:{labelled_npz}", pad=1)
+    assert data.images[5:5].shape == (0, 3, 8, 8) and data.images[[]].shape == (0, 3, 8, 8)
+    assert torch.equal(data.images[torch.tensor(7)], plain.images[7])
+    mask = torch.arange(50) % 7 == 0
+    assert torch.equal(data.images[mask], plain.images[mask])
+    assert torch.equal(data.images[-1], plain.images[-1])
+    # the option the store was prepared with may be repeated (one --pad for several sets)
+    assert len(load_dataset(f"store:{tmp_path / 'st'}", pad=1)) == 50
+    with pytest.raises(DataError, match="pad 1"):
+        load_dataset(f"store:{tmp_path / 'st'}", pad=2)
+
+
+@pytest.mark.usefixtures("float32")
+def test_a_store_damaged_during_training_stops_it_in_one_line(digits_npz, tmp_path):
+    prepare_store(f"npz:{digits_npz}", tmp_path / "st", shard_size=30)
+    Trainer(small_config(digits_npz, steps=2, dataset=f"store:{tmp_path / 'st'}"),
+            tmp_path / "run").run()  # fmt: skip
+    trainer = Trainer(small_config(digits_npz, steps=40, dataset=f"store:{tmp_path / 'st'}",
+                                   checkpoint_every=0), tmp_path / "run", resume=True)  # fmt: skip
+    shard = tmp_path / "st" / "images-00003.npy"
+    shard.write_bytes(shard.read_bytes()[:200])  # cut after the store was opened
+    with pytest.raises(StoreError, match="images-00003.npy ended early"):
+        trainer.run()

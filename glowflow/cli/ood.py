@@ -24,6 +24,7 @@ from glowflow.ood import (
     IN_DIST,
     METHODS,
     ImageScores,
+    check_sets,
     detect,
     score_images,
 )
@@ -143,13 +144,13 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def score(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the CSV file's path")
     device = resolve_device(args.device)
     model, _ = load_model(args.checkpoint, device, ema=not args.no_ema)
     data = _load(args, model, args.dataset)
     scores = _score(args, model, data, device)
-    out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give the CSV file's path")
     _write_text(out, _csv_text(_rows(scores, data, {})))
     info(
         f"{len(data)} images of {args.dataset}: mean {scores.bpd.mean():.4f} bits/dim, "
@@ -202,6 +203,12 @@ def ood(args: argparse.Namespace) -> int:
     in_data = _load(args, model, args.in_dist)
     ood_data = [_load(args, model, spec) for spec in args.ood]
     names = _unique_names(args.ood)
+    check_sets(len(in_data), {name: len(d) for name, d in zip(names, ood_data)}, methods,
+               args.typicality_m, args.calibration_fraction)  # fmt: skip
+    try:  # before the slow part, so that a folder that cannot be written is found at once
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {out}: {first_line(e)}; choose another --out") from e
     in_scores = _score(args, model, in_data, device)
     ood_scores = {name: _score(args, model, d, device) for name, d in zip(names, ood_data)}
     report = detect(
@@ -209,10 +216,6 @@ def ood(args: argparse.Namespace) -> int:
         calibration_fraction=args.calibration_fraction, seed=args.seed,
     )  # fmt: skip
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create {out}: {first_line(e)}; choose another --out") from e
     results = {
         "checkpoint": args.checkpoint,
         "in_dist": {
