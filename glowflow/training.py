@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.objective: nn.Module = _Objective(self.model)
         self.compiled = False
+        self._prefetch: Iterator | None = None  # a store's batches, made ahead (run() starts it)
         self.precision = c.precision if c.precision != "auto" else "fp32"  # run() decides
         # fused Adam can skip a step on the device (found_inf), so the loop never waits for it
         self.optimizer, self.fused = make_optimizer(c.optimizer, self.model, c.lr)
@@ -141,17 +142,29 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ one step
+    def _batch_options(self, shard: bool) -> dict[str, Any]:
+        """:func:`glowflow.batches.cpu_batch`'s options for this run; with ``shard`` (under
+        torchrun) this process's slice of a global batch."""
+        c, rank = self.cfg, self.dist.rank
+        part = slice(rank * c.batch_size, (rank + 1) * c.batch_size)
+        return dict(
+            n_bits=self.model.config.n_bits, hflip=c.hflip,
+            with_labels=self.model.config.num_classes is not None,
+            part=part if shard and self.dist.enabled else None,
+        )  # fmt: skip
+
     def batch(self, idx: torch.Tensor, g: torch.Generator, shard: bool = False):
         """Model inputs (and labels) for training images ``idx``; with ``shard`` this
         process's slice of a global batch."""
-        c, rank = self.cfg, self.dist.rank
-        part = slice(rank * c.batch_size, (rank + 1) * c.batch_size)
+        options = self._batch_options(shard)
         return make_batch(
-            self.train_data, idx, g, n_bits=self.model.config.n_bits, hflip=c.hflip,
-            with_labels=self.model.config.num_classes is not None,
-            part=part if shard and self.dist.enabled else None,
-            device=self.device, channels_last=c.channels_last,
-        )  # fmt: skip
+            self.train_data,
+            idx,
+            g,
+            device=self.device,
+            channels_last=self.cfg.channels_last,
+            **options,
+        )
 
     def initialize(self) -> None:
         """Actnorm's data-dependent init on a dedicated batch, the same on every process."""
@@ -186,19 +199,19 @@ class Trainer:
     def _start_prefetch(self) -> None:
         """For a store, DataLoader workers make the batches from this step on, ahead of the
         step; an in-memory set is fast enough to index in the training process."""
-        self._prefetch = None
         if self.cfg.data_workers and isinstance(self.train_data.images, StoreImages):
-            c, rank = self.cfg, self.dist.rank
-            part = slice(rank * c.batch_size, (rank + 1) * c.batch_size)
+            c = self.cfg
             self._prefetch = prefetched_batches(
-                self.train_data, self.order, self.step, c.seed, c.data_workers,
-                n_bits=self.model.config.n_bits, hflip=c.hflip,
-                with_labels=self.model.config.num_classes is not None,
-                part=part if self.dist.enabled else None,
-            )  # fmt: skip
+                self.train_data,
+                self.order,
+                self.step,
+                c.seed,
+                c.data_workers,
+                **self._batch_options(shard=True),
+            )
 
     def _step_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if getattr(self, "_prefetch", None) is None:
+        if self._prefetch is None:
             g = seeding.generator(self.cfg.seed, step, seeding.TRAIN)
             return self.batch(self.order.indices(step), g, shard=True)
         made, x, y = next(self._prefetch)
