@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -10,6 +10,31 @@ from glowflow import seeding
 from glowflow.distributed import DistInfo, all_reduce_sum
 from glowflow.model import Glow
 from glowflow.objective import preprocess
+
+
+def eval_batches(
+    model: Glow,
+    images: torch.Tensor,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+    dist_info: DistInfo | None = None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(start, uint8 batch, dequantised model input on device)`` for each batch of
+    ``images``, the noise of batch ``k`` drawn from its own generator (``seed``, ``k``), so
+    figures are reproducible and do not depend on how the batches are shared out: under
+    torchrun (``dist_info``) this process takes every ``world_size``-th batch. ``progress``
+    wraps the batch iterator and gets the batch count. Run with the model in eval mode."""
+    info = dist_info or DistInfo()
+    dtype = next(model.parameters()).dtype
+    n_bits = model.config.n_bits
+    batches = list(enumerate(range(0, len(images), batch_size)))[info.rank :: info.world_size]
+    it = progress(batches, len(batches)) if progress else batches
+    for k, s in it:
+        batch = images[s : s + batch_size]  # a tensor, also from a store
+        g = seeding.generator(seed, k, seeding.EVAL)
+        yield s, batch, preprocess(batch, n_bits, generator=g, dtype=dtype).to(device)
 
 
 @torch.no_grad()
@@ -25,28 +50,18 @@ def evaluate_bpd(
 ) -> float:
     """Mean bits/dim of uint8 ``images (N, C, H, W)``, averaged over every image.
 
-    Batch ``k`` draws its dequantisation noise from its own generator (``seed``, ``k``), so
-    the figure is reproducible and does not depend on how the batches are shared out: under
-    ``torchrun`` (``dist_info``) each process takes every ``world_size``-th batch and the sums
-    are reduced, giving the single-process value. ``labels`` are used only by
-    class-conditional models (else the marginal density). ``progress`` wraps the batch
-    iterator (e.g. a progress bar) and gets the batch count.
+    The batches and their noise are those of :func:`eval_batches`; under ``torchrun``
+    (``dist_info``) the sums are reduced, giving the single-process value. ``labels`` are used
+    only by class-conditional models (else the marginal density).
     """
-    info = dist_info or DistInfo()
     was_training = model.training
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    n_bits = model.config.n_bits
-    batches = list(enumerate(range(0, len(images), batch_size)))[info.rank :: info.world_size]
-    it = progress(batches, len(batches)) if progress else batches
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for k, s in it:
-        g = seeding.generator(seed, k, seeding.EVAL)
-        x = preprocess(images[s : s + batch_size], n_bits, generator=g, dtype=dtype).to(device)
+    for s, batch, x in eval_batches(model, images, batch_size, seed, device, progress, dist_info):
         y = None
         if labels is not None and model.config.num_classes is not None:
-            y = labels[s : s + batch_size].to(device)
+            y = labels[s : s + len(batch)].to(device)
         total += model.bits_per_dim(x, y).double().sum()
     model.train(was_training)
-    return (all_reduce_sum(total, info) / len(images)).item()
+    return (all_reduce_sum(total, dist_info or DistInfo()) / len(images)).item()

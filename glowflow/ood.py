@@ -42,12 +42,12 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from glowflow import seeding
 from glowflow.compression import CODECS, compressed_bits_per_dim
 from glowflow.errors import GlowflowError
+from glowflow.evaluate import eval_batches
 from glowflow.metrics import aupr, auroc, detection_metrics, fpr_at_tpr
 from glowflow.model import Glow
-from glowflow.objective import bits_per_dim_levels, preprocess, quantize
+from glowflow.objective import bits_per_dim_levels, quantize
 
 __all__ = ["CODECS", "DEFAULT_TYPICALITY_M", "IN_DIST", "METHODS", "ImageScores", "OODError",
            "Report", "TypicalityTest", "aupr", "auroc", "check_sets", "detect",
@@ -114,7 +114,7 @@ def score_images(
 ) -> ImageScores:
     """Bits/dim (total and per level) and compressed size of every uint8 image ``(N, C, H, W)``.
 
-    The dequantisation noise of batch ``k`` comes from generator (``seed``, ``k``), as in
+    The batches and their noise are those of :func:`glowflow.evaluate.eval_batches`, as in
     :func:`glowflow.evaluate.evaluate_bpd`, so the mean of ``bpd`` is what ``glowflow eval``
     reports for the same batch size. A class-conditional model gives the marginal likelihood.
     ``progress`` wraps the batch iterator and gets the batch count.
@@ -132,17 +132,11 @@ def score_images(
     was_training = model.training
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
     cfg = model.config
-    starts = list(range(0, len(images), batch_size))
-    it = progress(enumerate(starts), len(starts)) if progress else enumerate(starts)
     levels, compressed = [], []
     try:
-        for k, s in it:
-            batch = images[s : s + batch_size]  # a tensor, also from a store
-            g = seeding.generator(seed, k, seeding.EVAL)
-            x = preprocess(batch, cfg.n_bits, generator=g, dtype=dtype)
-            parts = model.log_prob_levels(x.to(device)).double()
+        for _, batch, x in eval_batches(model, images, batch_size, seed, device, progress):
+            parts = model.log_prob_levels(x).double()
             levels.append(bits_per_dim_levels(parts, cfg.num_dims, cfg.n_bits).cpu())
             # the codec gets the same discrete image the model scores: its n_bits levels
             compressed.append(compressed_bits_per_dim(quantize(batch, cfg.n_bits), codec))
