@@ -228,7 +228,7 @@ def load_dataset(
     if image_size is not None and not data.sized:
         x = resize_all(x, image_size)
     if pad is None:
-        pad = _MNIST_PAD if kind in (BUILTIN, "mnist") else 0
+        pad = default_pad(kind)
     if pad:
         x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     # np.array copies: the result is writable and C-contiguous whatever x was.
@@ -243,22 +243,18 @@ def load_dataset(
     )
 
 
+def default_pad(kind: str) -> int:
+    """The padding a kind gets when ``pad`` is not given: 2 for the MNIST kinds (28 -> 32)."""
+    return _MNIST_PAD if kind in (BUILTIN, "mnist") else 0
+
+
 def _load_store(
     spec: str, path: Path, image_size: int | None, pad: int | None, limit: int | None
 ) -> ImageData:
     """A prepared store (:mod:`glowflow.store`): its images stay on disk until indexed."""
-    from glowflow.store import open_store, prepared_with  # the store module builds on this one
+    from glowflow.store import open_store  # the store module builds on this one
 
-    data = open_store(path, name=spec)
-    _, h, w = data.image_shape
-    made = prepared_with(path)
-    # the options it was prepared with may be repeated (one --pad for several sets)
-    if image_size not in (None, made.get("image_size")) or pad not in (None, made.get("pad")):
-        raise DataError(
-            f"{spec} holds {w}x{h} images, resized and padded when it was prepared (image size "
-            f"{made.get('image_size')}, pad {made.get('pad')}); leave out --image-size and --pad, "
-            f"or prepare another store with the sizes you want"
-        )
+    data = open_store(path, name=spec, image_size=image_size, pad=pad)
     return data.subset(slice(0, limit)) if limit is not None and limit < len(data) else data
 
 

@@ -60,48 +60,59 @@ def decode_file(path: Path, prepare: Callable[[Image.Image], Image.Image]) -> np
         return str(e) or type(e).__name__
 
 
+_FIX_BAD_IMAGE = "fix or delete it, or skip such files (--on-bad-image skip)"
+
+
+def accept_decoded(
+    path: Path, result: np.ndarray | str, on_bad_image: str, fix: str = _FIX_BAD_IMAGE
+) -> np.ndarray | None:
+    """A :func:`decode_file` result: the array, or for a file that could not be decoded None
+    with a warning (``on_bad_image="skip"``) or a :class:`DataError` (``"error"``)."""
+    if not isinstance(result, str):
+        return result
+    if on_bad_image == "error":
+        raise DataError(f"cannot read image {path}: {result}; {fix}")
+    warnings.warn(f"skipping unreadable image {path}: {result}", stacklevel=3)
+    return None
+
+
+def stack_images(arrays: Sequence[np.ndarray], paths: Sequence[Path]) -> np.ndarray:
+    """One NHWC uint8 array of decoded ``"L"``/``"RGB"`` images (``paths``: their files): all
+    must have one size, and if any is RGB the grayscale ones are repeated to three channels."""
+    for a, path in zip(arrays, paths):
+        if a.shape[:2] != arrays[0].shape[:2]:
+            (h0, w0), (h1, w1) = arrays[0].shape[:2], a.shape[:2]
+            raise DataError(
+                f"images differ in size: {paths[0]} is {w0}x{h0} but {path} is {w1}x{h1}; "
+                f"pass --image-size N to resize them all to NxN"
+            )
+    if all(a.ndim == 2 for a in arrays):
+        return np.stack(arrays)[..., None]  # (N, H, W, 1)
+    return np.stack([np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays])
+
+
 def _read_images(
     paths: Sequence[Path],
     prepare: Callable[[Image.Image], Image.Image],
     on_bad_image: str,
     limit: int | None,
-    fix: str = "fix or delete it, or skip such files (--on-bad-image skip)",
+    fix: str = _FIX_BAD_IMAGE,
 ) -> tuple[np.ndarray, list[int]]:
-    """Decode ``paths`` through ``prepare`` into one NHWC uint8 array.
-
-    ``prepare`` returns an ``"L"`` or ``"RGB"`` image; if any image is RGB the grayscale ones
-    are repeated to three channels. Returns the array and the indices of the paths it holds.
-    """
+    """Decode ``paths`` through ``prepare`` into one NHWC uint8 array (:func:`stack_images`).
+    Returns the array and the indices of the paths it holds."""
     arrays: list[np.ndarray] = []
     kept: list[int] = []
-    first: tuple[tuple[int, ...], Path] | None = None
     for i, path in enumerate(paths):
         if limit is not None and len(arrays) >= limit:
             break
-        array = decode_file(path, prepare)
-        if isinstance(array, str):
-            reason = array
-            if on_bad_image == "error":
-                raise DataError(f"cannot read image {path}: {reason}; {fix}")
-            warnings.warn(f"skipping unreadable image {path}: {reason}", stacklevel=4)
-            continue
-        if first is None:
-            first = (array.shape[:2], path)
-        elif array.shape[:2] != first[0]:
-            (h0, w0), (h1, w1) = first[0], array.shape[:2]
-            raise DataError(
-                f"images differ in size: {first[1]} is {w0}x{h0} but {path} is {w1}x{h1}; "
-                f"pass --image-size N to resize them all to NxN"
-            )
-        arrays.append(array)
-        kept.append(i)
+        array = accept_decoded(path, decode_file(path, prepare), on_bad_image, fix)
+        if array is not None:
+            arrays.append(array)
+            kept.append(i)
     if not arrays:
         folder = paths[0].parent if paths else Path()
         raise DataError(f"none of the {len(paths)} image files in {folder} could be read")
-    if all(a.ndim == 2 for a in arrays):
-        return np.stack(arrays)[..., None], kept  # (N, H, W, 1)
-    rgb = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
-    return np.stack(rgb), kept  # (N, H, W, 3)
+    return stack_images(arrays, [paths[i] for i in kept]), kept
 
 
 @dataclass

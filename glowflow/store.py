@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +34,19 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from glowflow.datasets import BUILTIN, ImageData, load_dataset, parse_spec
+from glowflow.checkpoint import atomic_write, atomic_write_bytes
+from glowflow.datasets import BUILTIN, ImageData, default_pad, load_dataset, parse_spec
 from glowflow.errors import first_line
 from glowflow.formats import DataError
-from glowflow.imagefiles import CELEBA_SIZE, FilePlan, decode_file, plan_celeba, plan_folder
+from glowflow.imagefiles import (
+    CELEBA_SIZE,
+    FilePlan,
+    accept_decoded,
+    decode_file,
+    plan_celeba,
+    plan_folder,
+    stack_images,
+)  # fmt: skip
 
 __all__ = ["MANIFEST", "StoreError", "StoreImages", "open_store", "prepare_store",
            "verify_store"]  # fmt: skip
@@ -47,9 +55,6 @@ FORMAT, VERSION = "glowflow-store", 1
 MANIFEST = "manifest.json"
 PROGRESS = "prepare-progress.json"
 SHARD_BYTES = 256 * 2**20  # the default shard holds about this many bytes of images
-_MNIST_PAD = 2
-
-
 AGAIN = "delete the store and prepare it again"  # the fix for a damaged finished store
 
 
@@ -164,10 +169,7 @@ class StoreImages:
             while view.nbytes:  # a read may return less than asked (large runs, network disks)
                 got = os.preadv(self._fds[s], [view], offset)
                 if got <= 0:
-                    raise StoreError(
-                        f"{self.files[s]} ended early (truncated); delete the store and prepare "
-                        f"it again"
-                    )
+                    raise StoreError(f"{self.files[s]} ended early (truncated); {AGAIN}")
                 view, offset = view[got:], offset + got
         out = np.empty_like(rows)
         out[order] = rows
@@ -190,13 +192,9 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise StoreError(
-            f"{path} is damaged ({first_line(e)}); delete the store and prepare it again"
-        ) from e
+        raise StoreError(f"{path} is damaged ({first_line(e)}); {AGAIN}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise StoreError(
-            f"{path} is not a glowflow store manifest; delete the store and prepare it again"
-        )
+        raise StoreError(f"{path} is not a glowflow store manifest; {AGAIN}")
     if manifest.get("version") != VERSION:
         raise StoreError(
             f"{root} is a version {manifest.get('version')} store; this glowflow reads version "
@@ -205,48 +203,58 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def prepared_with(root: str | Path) -> dict[str, Any]:
-    """The source spec and options (``image_size``, ``pad``, ...) the store was made with."""
-    source = _read_manifest(Path(root).expanduser()).get("source")
-    return source if isinstance(source, dict) else {}
-
-
 def _check_file(root: Path, entry: dict[str, Any], shape: tuple[int, ...], dtype: str) -> Path:
     """A store file whose header and size agree with the manifest."""
     path = root / entry["file"]
     if not path.is_file():
-        raise StoreError(f"{path} is missing from the store; delete the store and prepare it again")
+        raise StoreError(f"{path} is missing from the store; {AGAIN}")
     try:
         found, found_dtype, offset = _npy_header(path)
     except (OSError, ValueError) as e:
-        raise StoreError(
-            f"{path} is damaged ({first_line(e)}); delete the store and prepare it again"
-        ) from e
+        raise StoreError(f"{path} is damaged ({first_line(e)}); {AGAIN}") from e
     if found != shape or found_dtype != np.dtype(dtype):
         raise StoreError(
             f"{path} holds {found_dtype} {list(found)} but the manifest says {dtype} "
-            f"{list(shape)}; the store's files do not belong together: delete the store and "
-            f"prepare it again"
+            f"{list(shape)}; the store's files do not belong together: {AGAIN}"
         )
     size = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
     if path.stat().st_size != size:
-        raise StoreError(
-            f"{path} is truncated ({path.stat().st_size} of {size} bytes); delete the store and "
-            f"prepare it again"
-        )
+        raise StoreError(f"{path} is truncated ({path.stat().st_size} of {size} bytes); {AGAIN}")
     return path
 
 
-def open_store(root: str | Path, name: str | None = None) -> ImageData:
+def open_store(
+    root: str | Path,
+    name: str | None = None,
+    image_size: int | None = None,
+    pad: int | None = None,
+) -> ImageData:
     """The store at ``root`` as :class:`ImageData` whose images are read on demand.
 
     Labels and attributes (a few bytes an image) are read into memory; images never are.
+    ``image_size`` and ``pad``, where given, must be those the store was prepared with (the
+    images were resized and padded then; one ``--pad`` may serve several sets).
 
     Raises:
-        StoreError: for a missing store, a damaged manifest, or files that disagree with it.
+        StoreError: for a missing store, a damaged manifest, files that disagree with it, or
+            other sizes than the store's.
     """
-    root = Path(root).expanduser()
+    return _open(Path(root).expanduser(), name, image_size, pad)[1]
+
+
+def _open(
+    root: Path, name: str | None, image_size: int | None = None, pad: int | None = None
+) -> tuple[dict[str, Any], ImageData]:
+    """The manifest and the data of the store at ``root`` (see :func:`open_store`)."""
     m = _read_manifest(root)
+    made = m.get("source") if isinstance(m.get("source"), dict) else {}
+    if image_size not in (None, made.get("image_size")) or pad not in (None, made.get("pad")):
+        h, w = (m.get("image_shape") or [0, "?", "?"])[1:]
+        raise StoreError(
+            f"{name or root} holds {w}x{h} images, resized and padded when it was prepared "
+            f"(image size {made.get('image_size')}, pad {made.get('pad')}); leave out "
+            f"--image-size and --pad, or prepare another store with the sizes you want"
+        )
     try:
         shape = tuple(int(v) for v in m["image_shape"])
         counts = [int(s["count"]) for s in m["shards"]]
@@ -254,8 +262,7 @@ def open_store(root: str | Path, name: str | None = None) -> ImageData:
         n = int(m["count"])
         if sum(counts) != n:
             raise StoreError(
-                f"{root / MANIFEST} counts {n} images but its shards hold {sum(counts)}; "
-                f"delete the store and prepare it again"
+                f"{root / MANIFEST} counts {n} images but its shards hold {sum(counts)}; {AGAIN}"
             )
         labels = attrs = None
         if m.get("labels"):
@@ -268,7 +275,7 @@ def open_store(root: str | Path, name: str | None = None) -> ImageData:
         if isinstance(e, StoreError):
             raise
         raise StoreError(f"{root / MANIFEST} is incomplete ({first_line(e)}); {AGAIN}") from e
-    return ImageData(
+    return m, ImageData(
         images=StoreImages(files, counts, shape),  # type: ignore[arg-type]
         labels=labels,
         attrs=attrs,
@@ -301,15 +308,13 @@ def verify_store(root: str | Path, progress: Callable[[Iterator, int], Iterator]
         StoreError: naming the first file whose contents changed.
     """
     root = Path(root).expanduser()
-    open_store(root)  # sizes and headers first: a cheap, clear message for truncation
-    m = _read_manifest(root)
+    m, _ = _open(root, None)  # sizes and headers first: a cheap, clear message for truncation
     entries = _entries(m)
     it = progress(iter(entries), len(entries)) if progress else entries
     for entry in it:
         if _sha256(root / entry["file"]) != entry["sha256"]:
             raise StoreError(
-                f"{root / entry['file']} does not match its checksum in {MANIFEST}; prepare the "
-                f"store again"
+                f"{root / entry['file']} does not match its checksum in {MANIFEST}; {AGAIN}"
             )
     if _checksum(entries) != m.get("checksum"):
         raise StoreError(f"{root / MANIFEST}'s checksum does not match its files' sums")
@@ -350,21 +355,14 @@ def _open_source(spec: str, image_size: int | None, pad: int | None, on_bad_imag
 
 
 def _write_npy(path: Path, array: np.ndarray) -> str:
-    """Save through a temporary file (a crash leaves no half-written file under the real name)
-    and return the file's SHA-256."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Save atomically (a crash leaves no half-written file under the real name) and return
+    the file's SHA-256."""
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array)))
     return _sha256(path)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
 _worker_plan: FilePlan | None = None  # set once in each decoding process
@@ -397,37 +395,17 @@ def _decode_shard(
         results = [r for part in pool.map(_decode_chunk, chunks) for r in part]
     arrays, kept = [], []
     for i, result in results:
-        if isinstance(result, str):
-            if on_bad_image == "error":
-                raise DataError(
-                    f"cannot read image {plan.paths[i]}: {result}; fix or delete it, or skip "
-                    f"such files (--on-bad-image skip)"
-                )
-            warnings.warn(f"skipping unreadable image {plan.paths[i]}: {result}", stacklevel=2)
-            continue
-        arrays.append(result)
-        kept.append(i)
+        array = accept_decoded(plan.paths[i], result, on_bad_image)
+        if array is not None:
+            arrays.append(array)
+            kept.append(i)
     if not arrays:
         return np.zeros((0, 1, 1, 1), np.uint8), kept
-    sizes = {a.shape[:2] for a in arrays}
-    if len(sizes) > 1:
-        (h0, w0), (h1, w1) = sorted(sizes)[:2]
-        raise DataError(
-            f"images differ in size ({w0}x{h0} and {w1}x{h1} among {plan.paths[kept[0]].parent}); "
-            f"pass --image-size N to resize them all to NxN"
-        )
-    rgb = any(a.ndim == 3 for a in arrays)
-    x = np.stack([_channels(a, 3 if rgb else 1) for a in arrays])  # (n, H, W, C)
+    x = stack_images(arrays, [plan.paths[i] for i in kept])  # (n, H, W, C)
     if source.pad:
         p = source.pad
         x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
     return x.transpose(0, 3, 1, 2), kept
-
-
-def _channels(a: np.ndarray, c: int) -> np.ndarray:
-    if a.ndim == 2:
-        a = a[..., None]
-    return np.repeat(a, c, axis=2) if a.shape[2] != c else a
 
 
 def prepare_store(
@@ -458,7 +436,7 @@ def prepare_store(
     out = Path(out).expanduser()
     kind, path = parse_spec(spec)
     if pad is None:
-        pad = _MNIST_PAD if kind in (BUILTIN, "mnist") else 0
+        pad = default_pad(kind)
     source_key = {
         "spec": spec if kind == BUILTIN else f"{kind}:{path.resolve()}",
         "image_size": image_size, "pad": pad, "on_bad_image": on_bad_image,
@@ -534,7 +512,7 @@ def _write_shards(
             entry = {"file": f"images-{k:05d}.npy", "count": len(kept), "source_count": hi - lo,
                      "channels": int(x.shape[1]), "hw": list(x.shape[2:])}  # fmt: skip
             entry["sha256"] = _write_npy(out / entry["file"], x)
-            _write_npy(out / f"kept-{k:05d}.npy", np.asarray(kept, dtype=np.int64))
+            _write_npy(out / _kept_file(entry), np.asarray(kept, dtype=np.int64))
             state["shards"].append(entry)
             _write_json(out / PROGRESS, state)
             if progress:
@@ -543,6 +521,11 @@ def _write_shards(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return _finish(out, source, state)
+
+
+def _kept_file(entry: dict[str, Any]) -> str:
+    """The file that records which source images a shard being prepared holds."""
+    return entry["file"].replace("images", "kept")
 
 
 def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
@@ -574,7 +557,7 @@ def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
         good = []
         for entry in state.get("shards", []):
             f = out / entry["file"]
-            if not f.is_file() or not (out / entry["file"].replace("images", "kept")).is_file():
+            if not f.is_file() or not (out / _kept_file(entry)).is_file():
                 break
             if _sha256(f) != entry["sha256"]:
                 break
@@ -589,9 +572,7 @@ def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
 def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]:
     """Concatenate the annotations, fix mixed grayscale/RGB shards, write the manifest."""
     shards = state["shards"]
-    kept = np.concatenate(
-        [np.load(out / s["file"].replace("images", "kept")) for s in shards]
-    ).astype(np.int64)
+    kept = np.concatenate([np.load(out / _kept_file(s)) for s in shards]).astype(np.int64)
     if len(kept) == 0:
         raise StoreError("no image of the data set could be read; the store would be empty")
     hw = {tuple(s["hw"]) for s in shards if s["count"]}
@@ -616,10 +597,8 @@ def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]
     }  # fmt: skip
     labels, attrs, names = _annotations(source, kept)
     if labels is not None:
-        manifest["labels"] = {
-            "file": "labels.npy",
-            "sha256": _write_npy(out / "labels.npy", labels),
-        }
+        digest = _write_npy(out / "labels.npy", labels)
+        manifest["labels"] = {"file": "labels.npy", "sha256": digest}
         manifest["class_names"] = source.class_names
     if attrs is not None:
         digest = _write_npy(out / "attrs.npy", attrs)
@@ -631,7 +610,7 @@ def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]
     manifest["checksum"] = _checksum(_entries(manifest))
     _write_json(out / MANIFEST, manifest)
     for s in shards:
-        (out / s["file"].replace("images", "kept")).unlink(missing_ok=True)
+        (out / _kept_file(s)).unlink(missing_ok=True)
     (out / PROGRESS).unlink(missing_ok=True)
     return manifest
 
