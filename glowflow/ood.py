@@ -50,7 +50,7 @@ from glowflow.model import Glow
 from glowflow.objective import bits_per_dim_levels, quantize
 
 __all__ = ["CODECS", "DEFAULT_TYPICALITY_M", "IN_DIST", "METHODS", "ImageScores", "OODError",
-           "Report", "TypicalityTest", "aupr", "auroc", "check_sets", "detect",
+           "Report", "TypicalityTest", "aupr", "auroc", "check_methods", "check_sets", "detect",
            "detection_metrics", "fpr_at_tpr", "score_images"]  # fmt: skip
 
 METHODS = ("bpd", "complexity", "typicality")
@@ -281,6 +281,14 @@ def detect(
     return report
 
 
+def check_methods(methods: Sequence[str]) -> None:
+    """Raise an :class:`OODError` unless ``methods`` are some of :data:`METHODS`."""
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown or not methods:
+        raise OODError(f"unknown method {unknown[0] if unknown else '(none)'}; use some of "
+                       f"{', '.join(METHODS)}")  # fmt: skip
+
+
 def check_sets(
     n_in: int,
     ood_sizes: dict[str, int],
@@ -294,10 +302,7 @@ def check_sets(
     Raises:
         OODError: naming the problem and the fix.
     """
-    unknown = [name for name in methods if name not in METHODS]
-    if unknown or not methods:
-        raise OODError(f"unknown method {unknown[0] if unknown else '(none)'}; use some of "
-                       f"{', '.join(METHODS)}")  # fmt: skip
+    check_methods(methods)
     if not ood_sizes:
         raise OODError("no OOD set to compare with; give at least one")
     if not 0 < calibration_fraction < 1:

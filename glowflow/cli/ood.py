@@ -8,10 +8,10 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from glowflow.checkpoint import atomic_write_bytes
 from glowflow.cli.common import UsageError, add_data_options, info, load_fitting, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP
 from glowflow.datasets import ImageData, dataset_name
@@ -24,6 +24,7 @@ from glowflow.ood import (
     IN_DIST,
     METHODS,
     ImageScores,
+    check_methods,
     check_sets,
     detect,
     score_images,
@@ -122,13 +123,10 @@ def _rows(scores: ImageScores, data: ImageData, lead: dict[str, Any]) -> list[di
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file, so a failed write leaves any earlier file whole."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write atomically, so a failed write leaves any earlier file whole."""
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, text.encode())
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write {path}: {first_line(e)}; choose another --out") from e
 
 
@@ -190,10 +188,7 @@ def _table(records: list[dict[str, Any]]) -> str:
 
 def ood(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise UsageError(f"--methods: unknown method {bad[0] if bad else '(none)'}; use some "
-                         f"of {','.join(METHODS)}")  # fmt: skip
+    check_methods(methods)  # before anything is loaded
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the results")
