@@ -19,6 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from glowflow.allocator import reuse_freed_memory
+
 
 def _autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
     """Whether autocast is on for ``device_type`` now, and its dtype (so backward can match)."""
@@ -107,6 +109,11 @@ def invertible_sequence(
     storing no intermediate activation for backward (see the module docstring).
 
     Returns the output and the summed log-det, like running the steps one after the other.
+    On a CPU, glibc is first told to keep freed memory for reuse
+    (:func:`glowflow.allocator.reuse_freed_memory`): the backward pass frees and allocates each
+    step's activations in turn, and would otherwise fault every page of them in again.
     """
+    if x.device.type == "cpu":
+        reuse_freed_memory()
     params = [p for step in steps for p in step.parameters() if p.requires_grad]
     return _InvertibleSequence.apply(steps, x, *params)
