@@ -56,14 +56,12 @@ class _InvertibleSequence(torch.autograd.Function):
         (z,) = ctx.saved_tensors
         device_type = z.device.type
         enabled, dtype = ctx.autocast
-        # Every parameter's gradient lives in one buffer, allocated before the step-by-step
-        # work: the long-lived gradients then sit in one block, not scattered between the
-        # short-lived activations, so the heap does not fragment as the model gets deeper.
-        flat = z.new_zeros(sum(p.numel() for p in ctx.params), dtype=ctx.params[0].dtype)
-        grads, offset, reached = {}, 0, set()
-        for p in ctx.params:
-            grads[id(p)] = flat[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
+        # Every parameter's gradient is allocated before the step-by-step work: the long-lived
+        # gradients then sit together, not scattered between the short-lived activations, so
+        # the heap does not fragment as the model gets deeper. Each is handed to autograd as the
+        # parameter's .grad itself (its own tensor, in the parameter's layout), never copied.
+        grads = {id(p): torch.zeros_like(p) for p in ctx.params}
+        reached = set()
 
         def local_grad(outputs, leaves, module, grad_out):
             """Gradients of ``outputs`` for the ``leaves`` and ``module``'s parameters."""
