@@ -252,7 +252,7 @@ def spawn(cfg: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--peers-root", type=Path, help="folder holding the ports' checkouts")
-    p.add_argument("--repeats", type=int, default=3, help="processes per figure, interleaved")
+    p.add_argument("--repeats", type=int, default=5, help="processes per figure, interleaved")
     p.add_argument("--steps", type=int, default=5, help="timed steps per process")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)

@@ -65,7 +65,34 @@ def table(record: dict) -> str:
             f"{ratio(r['train_img_s'], best_train)} | {r['sample_img_s']:.1f} | "
             f"{ratio(r['sample_img_s'], best_sample)} | {peaks} | {growth} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + ["", *aims(record)])
+
+
+def aims(record: dict) -> list[str]:
+    """One line per aim, with the record's figure and whether it is met."""
+    rows = {r["impl"]: r for r in record["rows"]}
+    ports = [r for name, r in rows.items() if not name.startswith("glowflow")]
+    if "glowflow" not in rows or not ports:
+        return ["The aims need glowflow and at least one port in the record."]
+    plain, saving = rows["glowflow"], rows.get("glowflow-ms")
+    checks = [
+        ("training, fp32, against the fastest port", plain["train_img_s"]
+         / max(r["train_img_s"] for r in ports), 1.2, True),
+        ("sampling (T=0.7) against the fastest port", plain["sample_img_s"]
+         / max(r["sample_img_s"] for r in ports), 1.3, True),
+    ]  # fmt: skip
+    if saving:
+        low, high = activation_mb(saving, "8"), activation_mb(saving, "32")
+        checks.append(("memory saving, training speed against ordinary backprop",
+                       saving["train_img_s"] / plain["train_img_s"], 0.7, True))  # fmt: skip
+        if low and high:
+            checks.append(("memory saving, activation memory at K=32 over K=8",
+                           high / low, 1.2, False))  # fmt: skip
+    return [
+        f"- {what}: {value:.2f}x (aim {'at least' if up else 'at most'} {aim}x): "
+        + ("met" if (value >= aim if up else value <= aim) else "**not met**")
+        for what, value, aim, up in checks
+    ]
 
 
 def main() -> None:
