@@ -4,22 +4,26 @@ Memory-saving backprop (:mod:`glowflow.backprop`) frees one flow step's activati
 allocates the next step's right after, dozens of times per training step. glibc's default
 malloc hands large freed blocks back to the system (blocks it ``mmap``-ed, and the top of the
 heap past a threshold), so every one of those allocations is faulted in and zeroed again by the
-kernel, page by page: on a 2-core CPU that was about a fifth of a memory-saving training step
-(190,000 page faults per step of the K=8, width-256 CIFAR-10 model).
+kernel, page by page.
 
-:func:`reuse_freed_memory` tells glibc to serve every block from its heap and to keep up to
-2 GiB of free heap top (``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)``).
-The freed blocks are then reused by the next step, and the process's peak memory is unchanged,
-since memory-saving backprop's live memory is the same at every step. The setting is for the
-whole process and stays; it is made once, the first time a memory-saving model trains, and
-only then. Elsewhere (musl, macOS, Windows) nothing changes.
+:func:`reuse_freed_memory` tells glibc to take large blocks from its heap too and to keep up to
+2 GiB of free heap top (``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)``;
+glibc still maps memory where a heap cannot grow). The freed blocks are then reused by the next
+step. The live memory of memory-saving backprop is the same at every step, so its peak stays
+where it was, but the process keeps what it freed: its resident set does not shrink after a
+peak (an evaluation, say) until the process ends.
+
+The setting is for the whole process and stays. It is made the first time a memory-saving model
+runs forward with autograd on, on a CPU. It is not made where the user chose for themselves:
+when ``MALLOC_*_`` variables or ``GLIBC_TUNABLES`` are set, or ``LD_PRELOAD`` brings another
+allocator. Elsewhere (musl, macOS, Windows) nothing changes.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
+import os
 import sys
 
 # glibc's mallopt parameters (malloc.h)
@@ -28,14 +32,24 @@ _M_MMAP_MAX = -4
 _KEEP_BYTES = 2**31 - 1  # mallopt takes an int
 
 
+def _user_chose() -> bool:
+    """Whether the environment already tunes or replaces malloc."""
+    env = os.environ
+    return (
+        any(name.startswith("MALLOC_") and name.endswith("_") for name in env)
+        or "glibc.malloc" in env.get("GLIBC_TUNABLES", "")
+        or any(lib in env.get("LD_PRELOAD", "") for lib in ("jemalloc", "tcmalloc", "mimalloc"))
+    )
+
+
 def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # only glibc has it  # noqa: B018
-    except (OSError, AttributeError):
+    libc = ctypes.CDLL(None)  # the process's own symbols, the C library's among them
+    if not hasattr(libc, "gnu_get_libc_version"):  # only glibc has it
         return None
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt.restype = ctypes.c_int
     return libc
 
 
@@ -43,9 +57,11 @@ def _glibc() -> ctypes.CDLL | None:
 def reuse_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse (see the module docstring); once per process.
 
-    Returns whether the setting is in effect: ``False`` where the C library is not glibc.
+    Returns whether the setting is in effect: ``False`` where the C library is not glibc or
+    the environment already tunes or replaces malloc.
     """
-    libc = _glibc()
+    libc = None if _user_chose() else _glibc()
     if libc is None:
         return False
-    return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES) == 1
+    keep = libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES) == 1
+    return libc.mallopt(_M_MMAP_MAX, 0) == 1 and keep

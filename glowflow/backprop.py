@@ -100,6 +100,12 @@ class _InvertibleSequence(torch.autograd.Function):
         return (None, grad_z, *(grads[id(p)] if id(p) in reached else None for p in ctx.params))
 
 
+def _compiling() -> bool:
+    """Whether torch.compile is tracing (the C library call is left out of a traced graph)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling and is_compiling())
+
+
 def invertible_sequence(
     steps: Sequence[nn.Module], x: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +117,7 @@ def invertible_sequence(
     (:func:`glowflow.allocator.reuse_freed_memory`): the backward pass frees and allocates each
     step's activations in turn, and would otherwise fault every page of them in again.
     """
-    if x.device.type == "cpu":
+    if x.device.type == "cpu" and not _compiling():
         reuse_freed_memory()
     params = [p for step in steps for p in step.parameters() if p.requires_grad]
     return _InvertibleSequence.apply(steps, x, *params)

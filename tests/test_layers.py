@@ -18,6 +18,7 @@ from glowflow import (
     Squeeze,
     TopPrior,
 )
+from glowflow.invconv import mix_channels
 
 SHAPE = (2, 4, 4, 4)  # (B, C, H, W): tiny, so the full Jacobian is 64 x 64
 
@@ -191,3 +192,22 @@ def test_squeeze_channel_order():
                 for i in range(2):
                     for j in range(2):
                         assert z[0, c * 4 + di * 2 + dj, i, j] == x[0, c, 2 * i + di, 2 * j + dj]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "sliced"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_mixing_channels_is_the_1x1_convolution_in_every_layout(layout, dtype):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 6, generator=g, dtype=dtype, requires_grad=True)
+    x = torch.randn(3, 9, 5, 4, generator=g, dtype=dtype)
+    x = {"nchw": x[:, :6].contiguous(), "channels_last": x[:, :6].contiguous(
+        memory_format=torch.channels_last), "sliced": x[:, 3:]}[layout]  # fmt: skip
+    x.requires_grad_(True)
+    grad_out = torch.randn(3, 6, 5, 4, generator=g, dtype=dtype)
+    got = mix_channels(x, w)
+    want = torch.nn.functional.conv2d(x, w[:, :, None, None])
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert torch.allclose(got, want, atol=tol)
+    for a, b in zip(torch.autograd.grad(got, (x, w), grad_out),
+                    torch.autograd.grad(want, (x, w), grad_out)):  # fmt: skip
+        assert torch.allclose(a, b, atol=tol * 10)
