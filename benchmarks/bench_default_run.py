@@ -25,13 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-
-def commit_of(tree: Path) -> str:
-    out = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True)  # fmt: skip
-    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--", "glowflow"],
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
-    return (out.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+from bench_ports import commit_of, cpu_facts  # this folder is on sys.path when run
 
 
 def run_once(tree: Path, steps: int, threads: int) -> dict:
@@ -46,7 +40,8 @@ def run_once(tree: Path, steps: int, threads: int) -> dict:
         summary = json.loads((out / "summary.json").read_text())
     return {"steps": summary["step"], "elapsed_s": summary["elapsed_s"],
             "steps_per_s": summary["step"] / summary["elapsed_s"],
-            "precision": summary.get("precision"), "val_bpd": summary.get("val_bpd")}  # fmt: skip
+            "precision": summary.get("precision"), "val_bpd": summary.get("val_bpd"),
+            "precision_reason": summary.get("precision_reason")}  # fmt: skip
 
 
 def main() -> None:
@@ -60,15 +55,8 @@ def main() -> None:
     trees = [Path(t) for t in args.trees.split(",")]
     import torch
 
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-               "torch": torch.__version__, "python": platform.python_version()}  # fmt: skip
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                machine["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    machine = {"cpu": cpu_facts()["cpu"], "threads": args.threads, "torch": torch.__version__,
+               "python": platform.python_version()}  # fmt: skip
     print(f"machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}")
     runs = []
     for rep in range(args.repeats):

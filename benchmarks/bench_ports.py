@@ -65,6 +65,15 @@ def cpu_facts() -> dict:
     return {"cpu": model, "flags": flags}
 
 
+def commit_of(tree: Path) -> str:
+    """The git commit of a source tree, marked ``+changes`` if its package has edits."""
+    out = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)  # fmt: skip
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--", "glowflow"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return (out.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+
+
 def mm_rate(dtype, n: int = 1024) -> float:
     import torch
 
@@ -322,6 +331,7 @@ def main() -> None:
         peaks = " ".join(f"{row[f'peak_rss_mb_k{k}']:>12.0f}" for k in depths)
         print(f"{row['impl']:<14} {row['train_img_s']:>11.1f} {row['sample_img_s']:>12.1f} {peaks}")
     record = {"benchmark": "glowflow vs ports", "machine": machine, "config": base,
+              "glowflow": commit_of(Path(__file__).resolve().parents[1]),
               "ports": {n: PORTS[n][1] for n in impls if n in PORTS}, "missing": missing,
               "rows": rows, "runs": runs,
               "command": shlex.join(["python", "benchmarks/bench_ports.py", *sys.argv[1:]]),

@@ -23,6 +23,11 @@ NAMES = {
 STATE_BYTES_PER_PARAM = 16  # weights, gradients and Adam's two moments, float32
 
 
+def is_port(impl: str) -> bool:
+    """Whether a record's row is one of the ports (not glowflow in one of its settings)."""
+    return not impl.startswith("glowflow")
+
+
 def activation_mb(row: dict, k: str) -> float | None:
     """Peak RSS minus the parameter state, in MB."""
     rss, params = row.get(f"peak_rss_mb_k{k}"), row.get(f"params_k{k}")
@@ -33,7 +38,7 @@ def activation_mb(row: dict, k: str) -> float | None:
 
 def table(record: dict) -> str:
     rows = record["rows"]
-    ports = [r for r in rows if r["impl"] not in ("glowflow", "glowflow-ms")]
+    ports = [r for r in rows if is_port(r["impl"])]
     best_train = max((r["train_img_s"] for r in ports), default=None)
     best_sample = max((r["sample_img_s"] for r in ports), default=None)
     depths = [k[len("peak_rss_mb_k") :] for k in rows[0] if k.startswith("peak_rss_mb_k")]
@@ -71,7 +76,7 @@ def table(record: dict) -> str:
 def aims(record: dict) -> list[str]:
     """One line per aim, with the record's figure and whether it is met."""
     rows = {r["impl"]: r for r in record["rows"]}
-    ports = [r for name, r in rows.items() if not name.startswith("glowflow")]
+    ports = [r for name, r in rows.items() if is_port(name)]
     if "glowflow" not in rows or not ports:
         return ["The aims need glowflow and at least one port in the record."]
     plain, saving = rows["glowflow"], rows.get("glowflow-ms")

@@ -36,7 +36,7 @@ def _user_chose() -> bool:
     """Whether the environment already tunes or replaces malloc."""
     env = os.environ
     return (
-        any(name.startswith("MALLOC_") and name.endswith("_") for name in env)
+        any(name.startswith("MALLOC_") for name in env)
         or "glibc.malloc" in env.get("GLIBC_TUNABLES", "")
         or any(lib in env.get("LD_PRELOAD", "") for lib in ("jemalloc", "tcmalloc", "mimalloc"))
     )

@@ -95,6 +95,7 @@ class Trainer:
         self.compiled = False
         self._prefetch: Iterator | None = None  # a store's batches, made ahead (run() starts it)
         self.precision = c.precision if c.precision != "auto" else "fp32"  # run() decides
+        self.precision_reason = "chosen by --precision"
         # fused Adam can skip a step on the device (found_inf), so the loop never waits for it
         self.optimizer, self.fused = make_optimizer(c.optimizer, self.model, c.lr)
         self.ema = EMA(self.model, c.ema_decay) if c.ema_decay > 0 else None
@@ -179,6 +180,7 @@ class Trainer:
         on this machine (timed on the first batch, without changing the model), agreed by all
         processes."""
         if self.cfg.precision != "auto":
+            self.precision_reason = "chosen by --precision"
             return self.cfg.precision
         g = seeding.generator(self.cfg.seed, self.step, seeding.INIT)
         x, y = self.batch(self.order.indices(self.step), g, shard=True)
@@ -192,7 +194,10 @@ class Trainer:
         choice, why = choose_precision(one_pass, self.device)
         votes = torch.tensor([float(choice == "bf16")], device=self.device)
         if distributed.all_reduce_sum(votes, self.dist).item() < self.dist.world_size:
+            if choice == "bf16":
+                why += "; not every process found bf16 faster"
             choice = "fp32"
+        self.precision_reason = why
         self.log(f"precision auto: {choice} ({why})")
         return choice
 
@@ -317,6 +322,7 @@ class Trainer:
             "val_bpd": self._evaluate(metrics, final=True),
             "nan_skipped": self.nan_skipped,
             "precision": self.precision,
+            "precision_reason": self.precision_reason,
             "run_dir": str(self.folder.path),
         }
         if main:
