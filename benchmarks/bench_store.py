@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_ports import cpu_facts  # this folder is on sys.path when run
+from speed_table import write_between_markers
 
 REPEATS = 20
 VAL_IMAGES = 2000
@@ -123,21 +124,11 @@ def table(record: dict) -> str:
 
 
 def write_readme(record: dict, readme: Path) -> None:
-    text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table(record) + "\n" + text[end:])
+    write_between_markers(readme, BEGIN, END, table(record))
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__}
+    return {"cpu": cpu_facts()["cpu"], "cores": os.cpu_count(), "torch": torch.__version__}
 
 
 def run_child(cfg: dict, run_dir: Path, records: Path, warmup: int, nproc: int = 1) -> dict:

@@ -100,6 +100,13 @@ def aims(record: dict) -> list[str]:
     ]
 
 
+def write_between_markers(readme: Path, begin: str, end: str, text: str) -> None:
+    """Replace what stands between the ``begin`` and ``end`` markers of ``readme`` with ``text``."""
+    old = readme.read_text()
+    start, stop = old.index(begin) + len(begin), old.index(end)
+    readme.write_text(old[:start] + "\n" + text + "\n" + old[stop:])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("record", type=Path)
@@ -108,9 +115,7 @@ def main() -> None:
     text = table(json.loads(args.record.read_text()))
     print(text)
     if args.readme:
-        readme = args.readme.read_text()
-        start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-        args.readme.write_text(readme[:start] + "\n" + text + "\n" + readme[end:])
+        write_between_markers(args.readme, BEGIN, END, text)
 
 
 if __name__ == "__main__":

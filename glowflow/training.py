@@ -180,8 +180,7 @@ class Trainer:
         on this machine (timed on the first batch, without changing the model), agreed by all
         processes."""
         if self.cfg.precision != "auto":
-            self.precision_reason = "chosen by --precision"
-            return self.cfg.precision
+            return self.cfg.precision  # its reason, set in __init__, stands
         g = seeding.generator(self.cfg.seed, self.step, seeding.INIT)
         x, y = self.batch(self.order.indices(self.step), g, shard=True)
 
