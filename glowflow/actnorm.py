@@ -19,6 +19,14 @@ class ActNorm(nn.Module):
     forward in training mode, or when :meth:`request_init` was called before a forward. The
     ``initialized`` buffer records it in the state dict, so a loaded model never re-initialises;
     :meth:`inverse` never initialises.
+
+    The flag is read from the buffer at the first training forward after the module was made,
+    loaded or switched into training mode (:meth:`train`), and remembered in Python until then,
+    so that a training step neither waits for the device nor breaks a compiled graph to read
+    it. Everything that writes the flag goes through one of those (the init itself,
+    ``load_state_dict``, ``Glow.initialize``); a hand-written flag counts from the next
+    ``train()``, and :meth:`request_init` is the way to ask for a new init. ``b`` and ``s``
+    are read afresh at every call, whoever wrote them.
     """
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
@@ -35,6 +43,10 @@ class ActNorm(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._known_initialized = False
+
+    def train(self, mode: bool = True) -> ActNorm:
+        self._known_initialized = False  # read the buffer again: it may have been written
+        return super().train(mode)
 
     def _needs_init(self) -> bool:
         if self._init_requested:

@@ -48,11 +48,12 @@ def make_batch(
     *,
     device: torch.device | str = "cpu",
     channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
     **options: Any,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Model inputs (and labels) for the images ``idx`` on ``device``: :func:`cpu_batch` with
     ``options`` (``n_bits``, ``hflip``, ``with_labels``, ``part``), then :func:`to_device`."""
-    return to_device(*cpu_batch(data, idx, g, **options), device, channels_last)
+    return to_device(*cpu_batch(data, idx, g, **options), device, channels_last, dtype)
 
 
 def cpu_batch(
@@ -88,12 +89,14 @@ def to_device(
     y: torch.Tensor | None,
     device: torch.device | str = "cpu",
     channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch moved to ``device`` (from pinned memory on CUDA, without blocking)."""
+    """A batch moved to ``device`` as ``dtype`` (the model's; the noise was drawn in float32 so
+    that every dtype sees the same inputs), from pinned memory on CUDA, without blocking."""
     device = torch.device(device)
     if device.type == "cuda":
         x, y = x.pin_memory(), None if y is None else y.pin_memory()
-    x = x.to(device, non_blocking=device.type == "cuda")
+    x = x.to(device, dtype, non_blocking=device.type == "cuda")
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     if y is not None:

@@ -112,6 +112,12 @@ class Trainer:
             self.folder.start(self._record(), overwrite=overwrite and not resume)
 
     # ------------------------------------------------------------------ setup
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's dtype, which its input batches take (float32 unless the default dtype
+        was another when the trainer was made)."""
+        return next(self.model.parameters()).dtype
+
     def _restore(self, state: dict[str, Any]) -> None:
         try:
             self.model.load_state_dict(state["model"])
@@ -164,6 +170,7 @@ class Trainer:
             g,
             device=self.device,
             channels_last=self.cfg.channels_last,
+            dtype=self.dtype,
             **options,
         )
 
@@ -187,7 +194,7 @@ class Trainer:
         def one_pass(bf16: bool) -> None:
             with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
                 logp, _ = self.objective(x, y)
-            logp.float().mean().backward()
+            at_least_float32(logp).mean().backward()
             self.model.zero_grad(set_to_none=True)
 
         choice, why = choose_precision(one_pass, self.device)
@@ -222,7 +229,7 @@ class Trainer:
         if isinstance(x, BaseException):
             raise x
         assert made == step, f"the prefetched batch is step {made}, not {step}"
-        return to_device(x, y, self.device, self.cfg.channels_last)
+        return to_device(x, y, self.device, self.cfg.channels_last, self.dtype)
 
     def train_step(self, step: int) -> StepResult:
         """One optimisation step, skipped when the loss or a gradient is NaN or infinite.
@@ -235,10 +242,11 @@ class Trainer:
         x, y = self._step_batch(step)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             logp, logits = self.objective(x, y)
-        bpd = bits_per_dim(logp.float(), self.model.num_dims, self.model.config.n_bits).mean()
+        logp = at_least_float32(logp)
+        bpd = bits_per_dim(logp, self.model.num_dims, self.model.config.n_bits).mean()
         loss = bpd
         if logits is not None and c.y_weight > 0:
-            loss = loss + c.y_weight * F.cross_entropy(logits.float(), y) / math.log(2)
+            loss = loss + c.y_weight * F.cross_entropy(at_least_float32(logits), y) / math.log(2)
         self.optimizer.zero_grad(set_to_none=True)
         # the mean over all processes, for the log (a NaN anywhere makes the all-reduced
         # gradients NaN everywhere, so every process skips the same steps)
@@ -453,6 +461,12 @@ def load_train_val(
     if cfg.y_condition and train.labels is None:
         raise ConfigError(f"--y-condition needs labels, and {cfg.dataset} has none")
     return train, val, num_classes
+
+
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or as it is if wider: a loss is summed in float32 at least (bf16 parts
+    come up), and a float64 model's stays float64."""
+    return t if t.dtype == torch.float64 else t.float()
 
 
 class _Objective(nn.Module):

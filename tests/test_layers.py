@@ -211,3 +211,30 @@ def test_mixing_channels_is_the_1x1_convolution_in_every_layout(layout, dtype):
     for a, b in zip(torch.autograd.grad(got, (x, w), grad_out),
                     torch.autograd.grad(want, (x, w), grad_out)):  # fmt: skip
         assert torch.allclose(a, b, atol=tol * 10)
+
+
+def test_actnorm_init_flag_follows_its_writers():
+    """The flag is remembered in Python between reads of the buffer; every way the buffer gets
+    written must still decide whether the next training forward initialises."""
+    x = torch.randn(8, 3, 4, 4) * 3 + 1
+    norm = ActNorm(3).train()
+    norm(x)
+    fresh = ActNorm(3).state_dict()  # not initialised
+    norm.load_state_dict(fresh)  # a loaded state that was never initialised: init again
+    norm(x + 100)
+    assert bool(norm.initialized) and torch.allclose(norm.bias, -(x + 100).mean((0, 2, 3), True))
+    with torch.no_grad():
+        norm.initialized.fill_(False)  # by hand, then a switch into training mode
+    norm.train()(x)
+    assert torch.allclose(norm.bias, -x.mean((0, 2, 3), True))
+    kept = norm.bias.clone()
+    for opt in (
+        torch.optim.Adam(norm.parameters(), fused=True),
+        torch.optim.SGD(norm.parameters()),
+    ):
+        norm(x)[0].square().sum().backward()
+        opt.step()  # optimisers write the weights, never the flag
+    assert bool(norm.initialized) and not torch.equal(norm.bias, kept)
+    moved = norm.bias.clone()
+    norm(x + 50)  # no re-init after the optimiser steps
+    assert torch.equal(norm.bias, moved)
