@@ -10,11 +10,34 @@ same weights and batches must agree with this to round-off.
 from __future__ import annotations
 
 import math
+from importlib import resources
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 ACTNORM_EPS = 1e-6  # actnorm's init: logs = -log(std + eps)
+
+
+def faces16() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 36 real CelebA faces of the bundled gallery at 16x16 (NCHW uint8), and whether each
+    smiles (a real two-class label)."""
+    with resources.files("glowflow").joinpath("models/celeba64/gallery.npz").open("rb") as f:
+        d = np.load(f)
+        x, attrs, names = d["x"], d["attrs"], list(d["attr_names"])
+    small = np.stack([np.asarray(Image.fromarray(im).resize((16, 16), Image.BOX)) for im in x])
+    labels = torch.from_numpy((attrs[:, names.index("Smiling")] > 0).astype(np.int64))
+    return torch.from_numpy(small).permute(0, 3, 1, 2).contiguous(), labels
+
+
+def largest_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max|a - b|`` over ``max|b|``: the difference relative to the tensor's scale (infinite
+    where either holds a NaN or an infinity)."""
+    a, b = a.detach(), b.detach()
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return float("inf")
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
 
 
 def squeeze(x: torch.Tensor) -> torch.Tensor:
@@ -210,7 +233,10 @@ def plain_copy(model, config) -> PlainGlow:
         n: p.detach().to(torch.float64).contiguous().clone().requires_grad_(True)
         for n, p in model.named_parameters()
     }
-    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+    buffers = {
+        n: b.detach().to(torch.float64 if b.is_floating_point() else b.dtype).clone()
+        for n, b in model.named_buffers()
+    }
     return PlainGlow(config, params, buffers)
 
 
@@ -273,3 +299,18 @@ def clip_by_total_norm(grads: dict, max_norm: float) -> torch.Tensor:
         if g is not None:
             grads[name] = g * factor
     return norm
+
+
+def version_keyed_inverse(self, z):
+    """An LU layer's inverse through a cache keyed on the weights' version counters: what
+    glowflow once did, and wrong after a fused Adam step (which bumps no counter). For the
+    tests that show the comparisons catch it; monkeypatch it over ``InvConv1x1LU.inverse``."""
+    from glowflow.invconv import inverse_weight, mix_channels
+
+    key = tuple(p._version for p in self.parameters())
+    cache = self.__dict__.get("_stale_cache")
+    if torch.is_grad_enabled() or cache is None or cache[0] != key:
+        cache = (key, inverse_weight(self.weight()))
+        self.__dict__["_stale_cache"] = cache
+    x = mix_channels(z, cache[1])
+    return x, -z.shape[2] * z.shape[3] * self.log_s.sum().expand(z.shape[0])

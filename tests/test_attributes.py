@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from glowflow import Glow, preprocess
-from glowflow.attributes import all_directions, attribute_masks, list_attributes
+from glowflow.attributes import (
+    all_directions,
+    attribute_masks,
+    cache_entry,
+    cached_direction,
+    list_attributes,
+)
 from glowflow.datasets import DataError, ImageData
 from glowflow.latents import attribute_direction
 
@@ -51,3 +57,33 @@ def test_one_pass_gives_each_attributes_own_direction():
         direction, info = attribute_direction(model, data.images, pos, neg)
         assert torch.allclose(shipped["directions"][k].double(), direction.double(), atol=1e-5)
         assert shipped["info"][k]["positives"] == info["positives"]
+
+
+def test_the_direction_cache_is_keyed_by_content_not_by_file_metadata(tmp_path):
+    """A cached direction is reused for the same weights and images only: a model of the same
+    size written over the same file with its modification time kept, a changed weight in
+    memory, or a changed image at the same path all compute it again."""
+    data = labelled()
+    model = Glow((1, 4, 4), levels=1, depth=1, hidden_channels=4)
+    model.initialize(preprocess(data.images))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"the same bytes, size and time whatever the model")
+    options = {"attribute": "Early", "max_images": None}
+
+    def lookup(m, d):
+        cache, key = cache_entry(weights, m, d, options)
+        return cached_direction(m, cache, key, d, "Early")
+
+    first, _, was_cached = lookup(model, data)
+    assert not was_cached and lookup(model, data)[2]  # the same content: from the cache
+    other = Glow((1, 4, 4), levels=1, depth=1, hidden_channels=4)  # same size, other weights
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        other.levels[0].steps[0].actnorm.bias.add_(0.5)
+    direction, _, was_cached = lookup(other, data)
+    assert not was_cached and not torch.equal(direction, first)
+    changed = data.subset(torch.arange(len(data)))
+    changed.images = changed.images.clone()
+    changed.images[0, 0, 0, 0] ^= 1
+    assert not lookup(model, changed)[2]
+    assert lookup(model, data)[2] and lookup(other, data)[2]  # both entries are kept

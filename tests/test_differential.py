@@ -10,18 +10,21 @@ difference; the trainer's own paths are in ``test_differential_training.py``.
 
 from __future__ import annotations
 
-from importlib import resources
-
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import randomize_
-from PIL import Image
-from plain_glow import PlainAdam, PlainAdamax, bits_per_dim, plain_copy
+from plain_glow import (
+    PlainAdam,
+    PlainAdamax,
+    bits_per_dim,
+    faces16,
+    largest_difference,
+    plain_copy,
+    version_keyed_inverse,
+)
 
 from glowflow import Glow, InvConv1x1LU
-from glowflow.invconv import mix_channels
 from glowflow.objective import preprocess
 
 #: Weights, moments and log-likelihoods agree to this, relative to each tensor's largest entry.
@@ -32,17 +35,6 @@ STEPS = 5
 BATCH = 8
 SHAPE = (3, 16, 16)
 Y_WEIGHT = 0.01  # the class-conditional loss adds this much of the classifier's cross-entropy
-
-
-def faces16() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 36 real CelebA faces of the bundled gallery at 16x16 (NCHW uint8), and whether each
-    smiles (a real two-class label)."""
-    with resources.files("glowflow").joinpath("models/celeba64/gallery.npz").open("rb") as f:
-        d = np.load(f)
-        x, attrs, names = d["x"], d["attrs"], list(d["attr_names"])
-    small = np.stack([np.asarray(Image.fromarray(im).resize((16, 16), Image.BOX)) for im in x])
-    labels = torch.from_numpy((attrs[:, names.index("Smiling")] > 0).astype(np.int64))
-    return torch.from_numpy(small).permute(0, 3, 1, 2).contiguous(), labels
 
 
 FACES = faces16()
@@ -57,15 +49,6 @@ def batch(step: int, channels_last: bool = False):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, labels[idx]
-
-
-def largest_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    """``max|a - b|`` over ``max|b|``: the difference relative to the tensor's scale (infinite
-    where either holds a NaN or an infinity)."""
-    a, b = a.detach(), b.detach()
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        return float("inf")
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
 
 
 OPTIMIZERS = {
@@ -215,25 +198,11 @@ def test_the_plain_flow_is_a_flow():
     assert largest_difference(model.log_prob_and_logits(x, y)[1], logits) < 1e-12
 
 
-def _version_keyed_inverse(self, z):
-    """An LU layer's inverse through a cache keyed on the weights' version counters: what
-    glowflow once did, and wrong after a fused Adam step (which bumps no counter)."""
-    from glowflow.invconv import inverse_weight
-
-    key = tuple(p._version for p in self.parameters())
-    cache = self.__dict__.get("_stale_cache")
-    if torch.is_grad_enabled() or cache is None or cache[0] != key:
-        cache = (key, inverse_weight(self.weight()))
-        self.__dict__["_stale_cache"] = cache
-    x = mix_channels(z, cache[1])
-    return x, -z.shape[2] * z.shape[3] * self.log_s.sum().expand(z.shape[0])
-
-
 def test_the_comparison_catches_a_cache_that_misses_a_writer(monkeypatch):
     """With the version-keyed cache put back, fused Adam and memory saving (or sampling between
     steps) drift from the plain flow, and the comparison says so; unfused Adam bumps the
     counters and stays right."""
-    monkeypatch.setattr(InvConv1x1LU, "inverse", _version_keyed_inverse)
+    monkeypatch.setattr(InvConv1x1LU, "inverse", version_keyed_inverse)
     assert max(compare_training("adam-fused", memory_saving=True).values()) > 1e-4
     assert compare_training("adam-fused", between=True)["fresh"] > 1e-4
     check(compare_training("adam", memory_saving=True, between=True))

@@ -152,7 +152,7 @@ def _direction(args, model, about, data) -> tuple[torch.Tensor, dict, str]:
                    max_images=args.max_images)  # fmt: skip
     weights = weights_file(args.checkpoint, about)
     beside = "pretrained_dir" not in about  # a run's folder; never an installed package
-    cache, key = cache_entry(weights, about.get("step"), args.dataset, options, beside)
+    cache, key = cache_entry(weights, model, data, options, beside)
     direction, info, cached = cached_direction(
         model, cache, key, data, args.attribute, args.max_images, progress_bar("encoding")
     )

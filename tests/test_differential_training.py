@@ -1,0 +1,290 @@
+"""``glowflow train`` against the plain reference (``plain_glow.py``), in float64.
+
+The command runs in this process with float64 as the default dtype, so its model and batches
+are float64; the plain flow takes the same stream of batches (the trainer's data order and noise,
+drawn from the seed) and the update rules written out: actnorm's init on the init batch, the
+loss, gradient clipping, the learning-rate schedule, Adam or Adamax, the weight average. At the
+end the run folder's checkpoint must hold the plain weights, average and optimiser moments, and
+its log the plain losses, to :data:`TOLERANCE`. Also: a stop and ``--resume`` in the middle, two
+gloo processes against one, and a trained model against one loaded from its saved weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from conftest import free_port
+from plain_glow import (
+    PlainAdam,
+    PlainAdamax,
+    bits_per_dim,
+    clip_by_total_norm,
+    faces16,
+    largest_difference,
+    plain_copy,
+    version_keyed_inverse,
+)
+
+from glowflow import Glow, InvConv1x1LU, seeding
+from glowflow.batches import BatchOrder, cpu_batch
+from glowflow.checkpoint import load_checkpoint, model_from_checkpoint
+from glowflow.cli import main
+from glowflow.config import TrainConfig
+from glowflow.datasets import load_dataset
+from glowflow.latents import sample_images
+from glowflow.training import Trainer
+
+TOLERANCE = 1e-10  # as in test_differential.py: float64 on both sides, round-off only
+
+#: The run: 36 faces at 16x16, batches of 8 (4 a step per epoch, so 6 steps cross an epoch).
+OPTIONS = dict(
+    levels=2, depth=2, hidden_channels=16, batch_size=8, init_batch_size=16, val_fraction=0,
+    steps=6, warmup_steps=2, lr=2e-3, grad_clip=0.5, ema_decay=0.9, log_every=1,
+    checkpoint_every=3, n_samples=4, device="cpu", precision="fp32", seed=3,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def faces_npz(tmp_path_factory):
+    images, smiling = faces16()
+    path = tmp_path_factory.mktemp("faces") / "faces16.npz"
+    np.savez(path, x=images.permute(0, 2, 3, 1).numpy(), y=smiling.numpy())
+    return path
+
+
+def argv(npz, out, **options) -> list[str]:
+    """``glowflow train`` arguments for :data:`OPTIONS` updated by ``options``."""
+    args = ["train", "--dataset", f"npz:{npz}", "--out", str(out), "--no-progress"]
+    for name, value in {**OPTIONS, **options}.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is not False:
+            args += [flag, str(value)]
+    return args
+
+
+def glowflow_train(*args: str, dtype: torch.dtype = torch.float64) -> None:
+    """``glowflow ARGS`` through the CLI's ``main`` in this process, in ``dtype``."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(list(args))
+    finally:
+        torch.set_default_dtype(old)
+    assert code == 0, err.getvalue()
+
+
+def plain_training(npz, steps: int, init_dtype=torch.float64, **options) -> dict:
+    """What the run should give, computed with the plain flow in float64: weights, average,
+    moments and each step's loss. ``init_dtype``: the run's dtype, in which its random initial
+    weights were drawn (they are then taken to float64)."""
+    cfg = TrainConfig(dataset=f"npz:{npz}", **{**OPTIONS, **options})
+    data = load_dataset(cfg.dataset)
+    cond = cfg.y_condition
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(init_dtype)
+    try:
+        torch.manual_seed(cfg.seed)  # the trainer's random weights, before any init
+        start = Glow.from_config(cfg.model_config(data.image_shape, 2 if cond else None))
+    finally:
+        torch.set_default_dtype(old)
+    plain = plain_copy(start, start.config)
+    dims = start.num_dims
+
+    def inputs(idx, g):
+        x, y = cpu_batch(data, idx, g, n_bits=cfg.n_bits, with_labels=cond)
+        return x.double(), y
+
+    # actnorm's data-dependent init, on the init batch
+    g = seeding.generator(cfg.seed, 0, seeding.INIT)
+    n = min(cfg.init_batch_size, len(data))
+    with torch.no_grad():
+        plain.log_prob(*inputs(torch.randperm(len(data), generator=g)[:n], g), init=True)
+    average = {k: v.detach().clone() for k, v in plain.p.items()}
+    initial = {k: v.detach().clone() for k, v in plain.p.items()}
+    opt = (PlainAdamax if cfg.optimizer == "adamax" else PlainAdam)(plain.p, cfg.lr)
+    order = BatchOrder(len(data), cfg.batch_size, cfg.seed)
+    losses = []
+    for step in range(steps):
+        x, y = inputs(order.indices(step), seeding.generator(cfg.seed, step, seeding.TRAIN))
+        logp, logits, _ = plain.log_prob(x, y)
+        loss = bits_per_dim(logp, dims, cfg.n_bits).mean()
+        if cond:
+            loss = loss + cfg.y_weight * F.cross_entropy(logits, y) / math.log(2)
+        losses.append(float(loss.detach()))
+        grads = dict(zip(plain.p, torch.autograd.grad(loss, list(plain.p.values()))))
+        clip_by_total_norm(grads, cfg.grad_clip)
+        opt.lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+        if cfg.lr_schedule == "cosine":
+            opt.lr *= 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        opt.step(grads)
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        for k, p in plain.p.items():
+            average[k] += (1 - decay) * (p.detach() - average[k])
+    return {"weights": plain.p, "ema": average, "optimizer": opt, "losses": losses,
+            "initial": initial}  # fmt: skip
+
+
+def differences(run_dir, want: dict) -> dict[str, float]:
+    """The largest differences between a run folder's results and the plain ones."""
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    names = list(want["weights"])  # the optimiser numbers the parameters in this order
+    out = {"weights": 0.0, "ema": 0.0, "moments": 0.0}
+    for name in names:
+        out["weights"] = max(out["weights"], largest_difference(state["model"][name],
+                                                                want["weights"][name]))  # fmt: skip
+        out["ema"] = max(out["ema"], largest_difference(state["ema"][name], want["ema"][name]))
+    saved = state["optimizer"]["state"]
+    opt = want["optimizer"]
+    for i, name in enumerate(names):
+        for moment in opt.moments:
+            got = saved[i][moment]
+            out["moments"] = max(out["moments"], largest_difference(got, opt.state[name][moment]))
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == len(want["losses"])
+    out["loss"] = largest_difference(torch.tensor(losses), torch.tensor(want["losses"]))
+    return out
+
+
+def check(worst: dict[str, float]) -> None:
+    bad = {k: v for k, v in worst.items() if not v <= TOLERANCE}
+    assert not bad, f"differs from the plain training: {bad} (all: {worst})"
+
+
+RUNS = {
+    "adam-fused": {},
+    "adam-fused-memory-saving": dict(memory_saving=True),
+    "adamax": dict(optimizer="adamax"),
+    "adamax-memory-saving": dict(optimizer="adamax", memory_saving=True),
+    "conditional": dict(y_condition=True, memory_saving=True),
+    "channels-last": dict(channels_last=True, memory_saving=True),
+    "additive-conv": dict(coupling="additive", permutation="conv", memory_saving=True),
+}
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_glowflow_train_equals_the_plain_training(faces_npz, tmp_path, run):
+    glowflow_train(*argv(faces_npz, tmp_path / "run", sample_every=2, **RUNS[run]))
+    check(differences(tmp_path / "run", plain_training(faces_npz, 6, **RUNS[run])))
+
+
+@pytest.mark.parametrize("memory_saving", [False, True], ids=["backprop", "memory-saving"])
+def test_a_stop_and_resume_equals_the_plain_training(faces_npz, tmp_path, memory_saving):
+    """Three steps, then ``--resume`` for three more (a constant rate after warm-up, since a
+    larger budget on resume rightly stretches a cosine schedule)."""
+    kw = dict(lr_schedule="constant", memory_saving=memory_saving)
+    glowflow_train(*argv(faces_npz, tmp_path / "run", **{**kw, "steps": 3}))
+    glowflow_train("train", "--resume", str(tmp_path / "run"), "--steps", "6", "--no-progress")
+    check(differences(tmp_path / "run", plain_training(faces_npz, 6, **kw)))
+
+
+#: Paths that cannot run in float64 are compared in their own precision: float32 (the default,
+#: what every user runs) and bf16 couplings, against the plain float64 training from the same
+#: float32 initial weights. Two figures, each with a bound about 10x what it measured:
+#: - the largest difference of a step's loss, relative: float32 rounding gives about 1e-7; bf16
+#:   (an 8-bit mantissa in the coupling networks, whose outputs then move log p by about 1e-5
+#:   relative) about 1e-5;
+#: - the distance of all weights from the plain weights after the 6 steps, over the distance
+#:   the plain weights moved: float32 about 1e-5; bf16 about 1e-2, since Adam's nearly
+#:   sign-like first steps turn the rounding of the smallest gradients into whole steps.
+#: A stale inverse in memory-saving backprop moves the float32 loss figure to about 1e-4
+#: (test_the_float32_check_catches_a_stale_inverse).
+OWN_PRECISION = {"fp32": (1e-6, 1e-4), "bf16": (1e-4, 0.1)}
+
+
+def own_precision_differences(run_dir, want: dict) -> tuple[float, float]:
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = torch.tensor([r["loss"] for r in records if "loss" in r])
+    loss = float(
+        ((losses - torch.tensor(want["losses"])) / torch.tensor(want["losses"])).abs().max()
+    )
+    off = sum(
+        ((state["model"][k].double() - w.detach()) ** 2).sum() for k, w in want["weights"].items()
+    )
+    moved = sum(((w.detach() - want["initial"][k]) ** 2).sum() for k, w in want["weights"].items())
+    return loss, float((off / moved).sqrt())
+
+
+@pytest.mark.parametrize("memory_saving", [False, True], ids=["backprop", "memory-saving"])
+@pytest.mark.parametrize("precision", list(OWN_PRECISION))
+def test_float32_and_bf16_training_follow_the_plain_training(
+    faces_npz, tmp_path, precision, memory_saving
+):
+    kw = dict(memory_saving=memory_saving, precision=precision)
+    glowflow_train(*argv(faces_npz, tmp_path / "run", **kw), dtype=torch.float32)
+    want = plain_training(faces_npz, 6, init_dtype=torch.float32, **kw)
+    loss, weights = own_precision_differences(tmp_path / "run", want)
+    loss_bound, weight_bound = OWN_PRECISION[precision]
+    assert loss <= loss_bound and weights <= weight_bound, (loss, weights)
+
+
+def test_the_float32_check_catches_a_stale_inverse(faces_npz, tmp_path, monkeypatch):
+    monkeypatch.setattr(InvConv1x1LU, "inverse", version_keyed_inverse)
+    kw = dict(memory_saving=True, precision="fp32")
+    glowflow_train(*argv(faces_npz, tmp_path / "run", **kw), dtype=torch.float32)
+    want = plain_training(faces_npz, 6, init_dtype=torch.float32, **kw)
+    loss, _ = own_precision_differences(tmp_path / "run", want)
+    assert loss > 10 * OWN_PRECISION["fp32"][0]
+
+
+def _gloo_worker(rank: int, world: int, port: int, args: list[str]) -> None:
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    glowflow_train(*args)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one_and_the_plain_training(faces_npz, tmp_path):
+    """Two processes of 4 images each take the steps of one process of 8 (and of the plain
+    flow); DDP broadcasts rank 0's weights into the other process's model first."""
+    kw = dict(memory_saving=True)
+    two = argv(faces_npz, tmp_path / "two", **{**kw, "batch_size": 4})
+    mp.spawn(_gloo_worker, args=(2, free_port(), two), nprocs=2)
+    glowflow_train(*argv(faces_npz, tmp_path / "one", **kw))
+    want = plain_training(faces_npz, 6, **kw)
+    check(differences(tmp_path / "two", want))
+    check(differences(tmp_path / "one", want))
+
+
+def test_a_trained_model_equals_one_loaded_from_its_saved_weights(faces_npz, tmp_path):
+    """After fused Adam steps with memory saving and samples drawn between them (no weight
+    average, so the grids come from the trained weights themselves), the model in memory
+    encodes, decodes and samples as a fresh one loaded from the checkpoint does."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        options = {**OPTIONS, "memory_saving": True, "ema_decay": 0.0, "sample_every": 1}
+        trainer = Trainer(TrainConfig(dataset=f"npz:{faces_npz}", **options), tmp_path / "run")
+        trainer.run()
+    finally:
+        torch.set_default_dtype(old)
+    trained = trainer.eval_model().eval()
+    loaded, _ = model_from_checkpoint(tmp_path / "run")
+    assert trained.is_initialized and not trained.training
+    images, _ = faces16()
+    x = (images[:8].double() + 0.5) / 256 - 0.5
+    with torch.no_grad():
+        z = trained.encode(x)
+        assert largest_difference(z, loaded.encode(x)) <= TOLERANCE
+        assert torch.equal(trained.decode(z), loaded.decode(z))
+        assert largest_difference(trained.decode(z), x) <= TOLERANCE
+    a = sample_images(trained, range(6), 0.7)
+    b = sample_images(loaded, range(6), 0.7)
+    assert torch.equal(a, b)
