@@ -4,9 +4,11 @@ Starts ``glowflow serve`` (the bundled celeba64 model, 64x64) in its own process
 ``--edits`` slider moves against it over one keep-alive HTTP connection, as the page does: each
 move changes one attribute's amount on a gallery face or an uploaded photo and waits for the
 whole PNG of ``/api/edit.png``. Prints the machine, a table of p50/p95/max in milliseconds, and
-a JSON line, which ``--out`` also writes.
+a JSON line, which ``--out`` also writes. ``--trees`` serves glowflow from several source trees
+(``PYTHONPATH``), ``--repeats`` servers each, in turns, and reports each tree's medians:
 
-    python benchmarks/bench_explorer.py --edits 100 --out benchmarks/results/explorer.json
+    python benchmarks/bench_explorer.py --edits 100 --trees .,/tmp/glowflow-old --repeats 5 \
+        --out benchmarks/results/explorer.json
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ports import commit_of  # noqa: E402
+
 
 def cpu_model() -> str:
     try:
@@ -46,8 +51,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, threads: int) -> subprocess.Popen:
+def start_server(port: int, threads: int, tree: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if tree is not None:  # glowflow from that source tree
+        env["PYTHONPATH"] = str(tree.resolve())
     proc = subprocess.Popen(
         [sys.executable, "-m", "glowflow", "serve", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
@@ -78,17 +85,11 @@ def upload(conn: http.client.HTTPConnection, gallery_png: bytes) -> str:
     return json.loads(r.read())["id"]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--edits", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the server")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="also write the JSON record here")
-    args = p.parse_args()
-
+def play(args: argparse.Namespace, tree: Path | None) -> tuple[dict, list[float]]:
+    """Start a server (glowflow from ``tree``, or the installed one), play the edits against
+    it; the model it served and each edit's round trip in milliseconds."""
     port = free_port()
-    proc = start_server(port, args.threads)
+    proc = start_server(port, args.threads, tree)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/api/model")
@@ -118,25 +119,59 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    return model, times
 
+
+def figures(times: list[float]) -> dict[str, float]:
     ms = np.array(times)
-    record = {
-        "benchmark": "explorer edit round trip (slider move -> PNG)",
-        "model": model["checkpoint"], "image_shape": model["image_shape"],
-        "edits": len(ms), "warmup": args.warmup, "server_threads": args.threads,
+    return {
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p95_ms": round(float(np.percentile(ms, 95)), 1),
         "max_ms": round(float(ms.max()), 1), "mean_ms": round(float(ms.mean()), 1),
+    }  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--edits", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trees", help="comma list of glowflow source trees to serve from, in "
+                   "turns (default: the installed glowflow)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=1, help="servers per tree, in turns")
+    p.add_argument("--out", help="also write the JSON record here")
+    args = p.parse_args()
+
+    trees = [Path(t) for t in args.trees.split(",")] if args.trees else [None]
+    runs: dict[str, list[dict]] = {str(t or "installed"): [] for t in trees}
+    for _ in range(args.repeats):
+        for tree in trees:
+            model, times = play(args, tree)
+            runs[str(tree or "installed")].append(figures(times))
+    by_tree = {
+        t: {k: round(float(np.median([r[k] for r in rs])), 1) for k in rs[0]}
+        for t, rs in runs.items()
+    }
+    record = {
+        "benchmark": "explorer edit round trip (slider move -> PNG)",
+        "model": model["checkpoint"], "image_shape": model["image_shape"],
+        "edits": args.edits, "warmup": args.warmup, "server_threads": args.threads,
+        **next(iter(by_tree.values())),  # the first tree's medians
+        "trees": {t: {"commit": commit_of(Path(t)) if t != "installed" else None, **f,
+                      "runs": runs[t]} for t, f in by_tree.items()},
         "machine": {"cpu": cpu_model(), "cores": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
         "command": " ".join(["python", "benchmarks/bench_explorer.py", *sys.argv[1:]]),
     }  # fmt: skip
     m = record["machine"]
-    print(f"machine: {m['cpu']}, {m['cores']} threads, torch {m['torch']}, "
-          f"server threads {args.threads}")  # fmt: skip
-    print(f"{'model':<10} {'edits':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
-    print(f"{record['model']:<10} {record['edits']:>5} {record['p50_ms']:>7} "
-          f"{record['p95_ms']:>7} {record['max_ms']:>7}")  # fmt: skip
+    print(
+        f"machine: {m['cpu']}, {m['cores']} threads, torch {m['torch']}, "
+        f"server threads {args.threads}; medians of {args.repeats} server(s) per tree"
+    )
+    print(f"{'tree':<24} {'edits':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+    for t, f in by_tree.items():
+        print(f"{t[-24:]:<24} {args.edits:>5} {f['p50_ms']:>7} {f['p95_ms']:>7} {f['max_ms']:>7}")
     print(json.dumps(record))
     if args.out:
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")

@@ -45,7 +45,7 @@ from glowflow.training import Trainer
 
 TOLERANCE = 1e-10  # as in test_differential.py: float64 on both sides, round-off only
 
-#: The run: 36 faces at 16x16, batches of 8 (4 a step per epoch, so 6 steps cross an epoch).
+#: The run: 36 faces at 16x16, batches of 8 (4 steps an epoch, so 6 steps cross into a second).
 OPTIONS = dict(
     levels=2, depth=2, hidden_channels=16, batch_size=8, init_batch_size=16, val_fraction=0,
     steps=6, warmup_steps=2, lr=2e-3, grad_clip=0.5, ema_decay=0.9, log_every=1,
@@ -193,16 +193,16 @@ def test_a_stop_and_resume_equals_the_plain_training(faces_npz, tmp_path, memory
 
 #: Paths that cannot run in float64 are compared in their own precision: float32 (the default,
 #: what every user runs) and bf16 couplings, against the plain float64 training from the same
-#: float32 initial weights. Two figures, each with a bound about 10x what it measured:
-#: - the largest difference of a step's loss, relative: float32 rounding gives about 1e-7; bf16
-#:   (an 8-bit mantissa in the coupling networks, whose outputs then move log p by about 1e-5
-#:   relative) about 1e-5;
+#: float32 initial weights. Two figures, each bound about 10x what it measured (loss 8e-8 and
+#: 1.3e-5, weights 4.5e-5 and 0.04 on a 2-core Intel Xeon):
+#: - the largest difference of a step's loss, relative: float32 rounding; bf16's 8-bit mantissa
+#:   in the coupling networks, whose outputs then move log p by about 1e-5 relative;
 #: - the distance of all weights from the plain weights after the 6 steps, over the distance
-#:   the plain weights moved: float32 about 1e-5; bf16 about 1e-2, since Adam's nearly
-#:   sign-like first steps turn the rounding of the smallest gradients into whole steps.
+#:   the plain weights moved: Adam's nearly sign-like first steps turn the rounding of the
+#:   smallest gradients into whole steps, so this grows with the rounding (bf16 most).
 #: A stale inverse in memory-saving backprop moves the float32 loss figure to about 1e-4
 #: (test_the_float32_check_catches_a_stale_inverse).
-OWN_PRECISION = {"fp32": (1e-6, 1e-4), "bf16": (1e-4, 0.1)}
+OWN_PRECISION = {"fp32": (1e-6, 5e-4), "bf16": (1e-4, 0.3)}
 
 
 def own_precision_differences(run_dir, want: dict) -> tuple[float, float]:
