@@ -172,10 +172,14 @@ RUNS = {
     "conditional": dict(y_condition=True, memory_saving=True),
     "channels-last": dict(channels_last=True, memory_saving=True),
     "additive-conv": dict(coupling="additive", permutation="conv", memory_saving=True),
+    "compiled": dict(compile=True, memory_saving=True),  # about a minute of compiling
 }
 
 
-@pytest.mark.parametrize("run", list(RUNS))
+@pytest.mark.parametrize(
+    "run",
+    [pytest.param(r, marks=[pytest.mark.slow] if RUNS[r].get("compile") else []) for r in RUNS],
+)
 def test_glowflow_train_equals_the_plain_training(faces_npz, tmp_path, run):
     glowflow_train(*argv(faces_npz, tmp_path / "run", sample_every=2, **RUNS[run]))
     check(differences(tmp_path / "run", plain_training(faces_npz, 6, **RUNS[run])))
