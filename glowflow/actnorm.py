@@ -15,18 +15,18 @@ class ActNorm(nn.Module):
     The log-det is ``H * W * sum(s)``, the same for every sample.
 
     Data-dependent initialisation sets ``b = -mean(x)`` and ``s = -log(std(x) + eps)`` per channel
-    so that the initialising batch comes out zero-mean, unit-variance. It runs once: on the first
-    forward in training mode, or when :meth:`request_init` was called before a forward. The
-    ``initialized`` buffer records it in the state dict, so a loaded model never re-initialises;
-    :meth:`inverse` never initialises.
+    so that the initialising batch comes out zero-mean, unit-variance. It runs when it is pending:
+    a new module has it pending for its first forward in training mode, and :meth:`request_init`
+    (which ``Glow.initialize`` calls) makes the next forward run it in any mode. The
+    ``initialized`` buffer records that it ran, in the state dict; loading a state sets the
+    pending init from the loaded record, so a loaded model never re-initialises. :meth:`inverse`
+    never initialises.
 
-    The flag is read from the buffer at the first training forward after the module was made,
-    loaded or switched into training mode (:meth:`train`), and remembered in Python until then,
-    so that a training step neither waits for the device nor breaks a compiled graph to read
-    it. Everything that writes the flag goes through one of those (the init itself,
-    ``load_state_dict``, ``Glow.initialize``); a hand-written flag counts from the next
-    ``train()``, and :meth:`request_init` is the way to ask for a new init. ``b`` and ``s``
-    are read afresh at every call, whoever wrote them.
+    ``forward`` never reads the buffer, so a training step neither waits for the device nor
+    breaks a compiled graph for it, and there is no copy of it to go stale: only
+    :meth:`request_init`, ``load_state_dict`` and the init itself decide. Writing the buffer by
+    hand changes the record only (call :meth:`request_init` to initialise again). ``b`` and
+    ``s`` are read afresh at every call, whoever wrote them.
     """
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
@@ -35,29 +35,19 @@ class ActNorm(nn.Module):
         self.logs = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.eps = eps
         self.register_buffer("initialized", torch.tensor(False))
-        # Transient: set by ``Glow.initialize`` to force a (re-)init on the next forward.
-        self._init_requested = False
-        # Python mirror of ``initialized`` so that the hot path does not read a device tensor.
-        self._known_initialized = False
+        self._init_pending = True  # for the first forward in training mode
+        self._init_requested = False  # for the next forward, in any mode
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._known_initialized = False
-
-    def train(self, mode: bool = True) -> ActNorm:
-        self._known_initialized = False  # read the buffer again: it may have been written
-        return super().train(mode)
+        if prefix + "initialized" in state_dict:  # one read, at load time
+            self._init_pending = not bool(state_dict[prefix + "initialized"])
 
     def _needs_init(self) -> bool:
-        if self._init_requested:
-            return True
-        if not self.training or self._known_initialized:
-            return False
-        self._known_initialized = bool(self.initialized)
-        return not self._known_initialized
+        return self._init_requested or (self.training and self._init_pending)
 
     def request_init(self) -> None:
-        """Make the next forward re-run the data-dependent initialisation."""
+        """Make the next forward (in any mode) re-run the data-dependent initialisation."""
         self._init_requested = True
 
     @torch.no_grad()
@@ -68,8 +58,7 @@ class ActNorm(nn.Module):
         self.bias.copy_(-mean)
         self.logs.copy_(-torch.log(std + self.eps))
         self.initialized.fill_(True)
-        self._init_requested = False
-        self._known_initialized = True
+        self._init_requested = self._init_pending = False
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._needs_init():

@@ -119,6 +119,10 @@ def check_range(name: str, value: float, bounds: tuple[float, float]) -> float:
 class Explorer:
     """A model, its attribute directions and the images it holds.
 
+    The latents it holds (the gallery's, each upload's) are encodings by the model's weights
+    as they were when each image came in: give it a model nobody trains meanwhile (a
+    ``copy.deepcopy`` of one that is still training), or its images go stale.
+
     Args:
         model: the Glow, in eval mode.
         directions: ``{"names": [A], "directions": (A, D)}`` (as pretrained folders ship

@@ -10,6 +10,8 @@ difference; the trainer's own paths are in ``test_differential_training.py``.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -196,6 +198,10 @@ def test_the_plain_flow_is_a_flow():
     assert largest_difference(model.log_prob(x, y), logp) < 1e-12
     assert largest_difference(model.encode(x, y), eps) < 1e-12
     assert largest_difference(model.log_prob_and_logits(x, y)[1], logits) < 1e-12
+    # without labels, the exact marginal over a uniform label prior
+    per_class = [plain.log_prob(x, torch.full_like(y, k))[0] for k in range(2)]
+    marginal = torch.logsumexp(torch.stack(per_class), 0) - math.log(2)
+    assert largest_difference(model.log_prob(x), marginal) < 1e-12
 
 
 def test_the_comparison_catches_a_cache_that_misses_a_writer(monkeypatch):

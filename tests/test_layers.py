@@ -18,6 +18,7 @@ from glowflow import (
     Squeeze,
     TopPrior,
 )
+from glowflow.ema import EMA
 from glowflow.invconv import mix_channels
 
 SHAPE = (2, 4, 4, 4)  # (B, C, H, W): tiny, so the full Jacobian is 64 x 64
@@ -213,28 +214,36 @@ def test_mixing_channels_is_the_1x1_convolution_in_every_layout(layout, dtype):
         assert torch.allclose(a, b, atol=tol * 10)
 
 
-def test_actnorm_init_flag_follows_its_writers():
-    """The flag is remembered in Python between reads of the buffer; every way the buffer gets
-    written must still decide whether the next training forward initialises."""
+def test_actnorm_init_is_decided_by_requests_and_loads_never_by_other_writes():
+    """Whether a forward initialises depends on the module's life (new, loaded, asked), never on
+    who else wrote the buffer or the weights: optimisers, copies, the weight average."""
     x = torch.randn(8, 3, 4, 4) * 3 + 1
     norm = ActNorm(3).train()
-    norm(x)
-    fresh = ActNorm(3).state_dict()  # not initialised
-    norm.load_state_dict(fresh)  # a loaded state that was never initialised: init again
+    norm(x)  # a new module: its first training forward initialises
+    fresh = ActNorm(3).state_dict()  # never initialised
+    norm.load_state_dict(fresh)  # a loaded record of no init: the next training forward inits
     norm(x + 100)
     assert bool(norm.initialized) and torch.allclose(norm.bias, -(x + 100).mean((0, 2, 3), True))
     with torch.no_grad():
-        norm.initialized.fill_(False)  # by hand, then a switch into training mode
-    norm.train()(x)
-    assert torch.allclose(norm.bias, -x.mean((0, 2, 3), True))
+        norm.initialized.copy_(torch.tensor(False))  # a hand-written record decides nothing
     kept = norm.bias.clone()
-    for opt in (
-        torch.optim.Adam(norm.parameters(), fused=True),
-        torch.optim.SGD(norm.parameters()),
-    ):
-        norm(x)[0].square().sum().backward()
-        opt.step()  # optimisers write the weights, never the flag
-    assert bool(norm.initialized) and not torch.equal(norm.bias, kept)
+    norm.train()(x)
+    assert torch.equal(norm.bias, kept)
+    norm.request_init()  # asking does, in any mode
+    norm.eval()(x)
+    assert torch.allclose(norm.bias, -x.mean((0, 2, 3), True)) and bool(norm.initialized)
+    norm.train()
+    params = list(norm.parameters())
+    for opt in (torch.optim.Adam(params, fused=True), torch.optim.SGD(params)):
+        (norm(x)[0] - 1).square().sum().backward()
+        opt.step()  # optimisers write the weights, never the decision
     moved = norm.bias.clone()
-    norm(x + 50)  # no re-init after the optimiser steps
+    assert not torch.allclose(moved, -x.mean((0, 2, 3), True))
+    norm(x + 50)
     assert torch.equal(norm.bias, moved)
+    average = EMA(torch.nn.Sequential(ActNorm(3)), 0.5)  # made before its model initialised
+    average.reset(torch.nn.Sequential(norm))  # as the trainer does after the init: a load
+    average.update(torch.nn.Sequential(norm), 0, torch.tensor(False))  # copies the buffer too
+    before = average.module[0].bias.clone()
+    average.module.train()(x + 7)
+    assert torch.equal(average.module[0].bias, before)
