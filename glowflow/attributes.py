@@ -103,9 +103,9 @@ def cache_entry(
 ) -> tuple[Path, str]:
     """Where the direction cache of the model in ``weights`` lives, and the key of one entry.
 
-    The key is the :func:`content_digest` of the model's weights and the data set (``data``
-    before ``max_images`` is applied, as loaded with ``options``) and every option the
-    direction depends on, so a retrained model or a changed data set never reuses an entry. A
+    The key is the :func:`content_digest` of the model's weights and of ``data`` (the images
+    the direction is computed over, as loaded with ``options``) and every option the direction
+    depends on, so a retrained model or a changed data set never reuses an entry. A
     run's cache sits beside its checkpoint (``beside``); a pretrained model's in the user's
     cache folder (``$XDG_CACHE_HOME/glowflow``), never inside an installed package.
     """
@@ -125,13 +125,13 @@ def cached_direction(
     key: str,
     data: ImageData,
     name: str,
-    max_images: int | None = None,
     progress: Callable[[Iterable, int], Iterable] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any], bool]:
-    """The direction of attribute ``name`` over ``data`` (its first ``max_images``), read from
-    the cache file ``cache`` under ``key`` if there, else computed and added to it.
+    """The direction of attribute ``name`` over ``data``, read from the cache file ``cache``
+    under ``key`` if there, else computed and added to it.
 
-    ``key`` must name everything the direction depends on (the exact weights and data); a
+    ``key`` must name everything the direction depends on (the exact weights and ``data``, as
+    :func:`cache_entry` makes it); a
     damaged cache is recomputed, never trusted. Returns ``(direction, info, was_cached)``.
     """
     entries: dict[str, Any] = {}
@@ -142,8 +142,6 @@ def cached_direction(
             entries = {}
     if key in entries:
         return entries[key]["direction"], entries[key]["info"], True
-    if max_images:
-        data = data.subset(slice(0, max_images))
     positive, negative, _ = attribute_masks(data, name)
     labels = data.labels if model.config.num_classes is not None else None
     direction, info = attribute_direction(

@@ -152,9 +152,11 @@ def _direction(args, model, about, data) -> tuple[torch.Tensor, dict, str]:
                    max_images=args.max_images)  # fmt: skip
     weights = weights_file(args.checkpoint, about)
     beside = "pretrained_dir" not in about  # a run's folder; never an installed package
+    if args.max_images:  # only these images are hashed for the key, and encoded
+        data = data.subset(slice(0, args.max_images))
     cache, key = cache_entry(weights, model, data, options, beside)
     direction, info, cached = cached_direction(
-        model, cache, key, data, args.attribute, args.max_images, progress_bar("encoding")
+        model, cache, key, data, args.attribute, progress=progress_bar("encoding")
     )
     return direction, info, "cached" if cached else "computed over --dataset"
 
