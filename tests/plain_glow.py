@@ -19,6 +19,11 @@ from PIL import Image
 
 ACTNORM_EPS = 1e-6  # actnorm's init: logs = -log(std + eps)
 
+#: Weights, moments and log-likelihoods agree to this, relative to each tensor's largest entry.
+#: Both sides are float64 and differ in the order of operations only (a batched product for a
+#: convolution, folded actnorms, recomputation by inversion), about 1e-13 over a few steps.
+TOLERANCE = 1e-10
+
 
 def faces16() -> tuple[torch.Tensor, torch.Tensor]:
     """The 36 real CelebA faces of the bundled gallery at 16x16 (NCHW uint8), and whether each
@@ -29,6 +34,12 @@ def faces16() -> tuple[torch.Tensor, torch.Tensor]:
     small = np.stack([np.asarray(Image.fromarray(im).resize((16, 16), Image.BOX)) for im in x])
     labels = torch.from_numpy((attrs[:, names.index("Smiling")] > 0).astype(np.int64))
     return torch.from_numpy(small).permute(0, 3, 1, 2).contiguous(), labels
+
+
+def check(worst: dict[str, float], what: str) -> None:
+    """Every largest difference in ``worst`` is within :data:`TOLERANCE` of ``what``."""
+    bad = {k: v for k, v in worst.items() if not v <= TOLERANCE}
+    assert not bad, f"differs from {what}: {bad} (all: {worst})"
 
 
 def largest_difference(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -25,6 +25,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from conftest import free_port
 from plain_glow import (
+    TOLERANCE,
     PlainAdam,
     PlainAdamax,
     bits_per_dim,
@@ -33,6 +34,9 @@ from plain_glow import (
     largest_difference,
     plain_copy,
     version_keyed_inverse,
+)
+from plain_glow import (
+    check as within_tolerance,
 )
 
 from glowflow import Glow, InvConv1x1LU, seeding
@@ -43,8 +47,6 @@ from glowflow.config import TrainConfig
 from glowflow.latents import sample_images
 from glowflow.store import prepare_store
 from glowflow.training import Trainer
-
-TOLERANCE = 1e-10  # as in test_differential.py: float64 on both sides, round-off only
 
 #: The run: 36 faces at 16x16, batches of 8 (4 steps an epoch, so 6 steps cross into a second).
 OPTIONS = dict(
@@ -153,6 +155,12 @@ def plain_training(npz, steps: int, init_dtype=torch.float64, **options) -> dict
             "initial": initial}  # fmt: skip
 
 
+def logged_losses(run_dir) -> torch.Tensor:
+    """Each step's loss as the run folder's ``metrics.jsonl`` holds it (a line every step)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return torch.tensor([r["loss"] for r in records if "loss" in r], dtype=torch.float64)
+
+
 def differences(run_dir, want: dict) -> dict[str, float]:
     """The largest differences between a run folder's results and the plain ones."""
     state = load_checkpoint(run_dir / "checkpoint.pt")
@@ -172,16 +180,14 @@ def differences(run_dir, want: dict) -> dict[str, float]:
         for moment in opt.moments:
             got = saved[i][moment]
             out["moments"] = max(out["moments"], largest_difference(got, opt.state[name][moment]))
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in records if "loss" in r]
+    losses = logged_losses(run_dir)
     assert len(losses) == len(want["losses"])
-    out["loss"] = largest_difference(torch.tensor(losses), torch.tensor(want["losses"]))
+    out["loss"] = largest_difference(losses, torch.tensor(want["losses"]))
     return out
 
 
 def check(worst: dict[str, float]) -> None:
-    bad = {k: v for k, v in worst.items() if not v <= TOLERANCE}
-    assert not bad, f"differs from the plain training: {bad} (all: {worst})"
+    within_tolerance(worst, "the plain training")
 
 
 RUNS = {
@@ -199,6 +205,14 @@ RUNS = {
 }
 
 
+def run_options(run: str, store) -> dict:
+    """The options of :data:`RUNS` ``run``, a store run reading the prepared store ``store``."""
+    options = dict(RUNS[run])
+    if options.get("dataset") == "store":
+        options["dataset"] = f"store:{store}"
+    return options
+
+
 @pytest.fixture(scope="module")
 def faces_store(faces_npz, tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "faces"
@@ -211,21 +225,17 @@ def faces_store(faces_npz, tmp_path_factory):
     [pytest.param(r, marks=[pytest.mark.slow] if RUNS[r].get("compile") else []) for r in RUNS],
 )
 def test_glowflow_train_equals_the_plain_training(faces_npz, faces_store, tmp_path, run):
-    options = dict(RUNS[run])
-    if options.get("dataset") == "store":
-        options["dataset"] = f"store:{faces_store}"
+    options = run_options(run, faces_store)
     glowflow_train(*argv(faces_npz, tmp_path / "run", sample_every=2, **options))
     check(differences(tmp_path / "run", plain_training(faces_npz, 6, **options)))
 
 
-@pytest.mark.parametrize("memory_saving", [False, True], ids=["backprop", "memory-saving"])
-def test_a_stop_and_resume_equals_the_plain_training(
-    faces_npz, tmp_path, monkeypatch, memory_saving
-):
-    """Ctrl-C during the third of 6 steps: the step finishes and is saved; ``--resume`` then
-    takes exactly the last three, on the cosine schedule of the whole run."""
-    kw = dict(memory_saving=memory_saving, checkpoint_every=0)  # only the stop saves
-    taken = []
+def ctrl_c_in_third_step_then_resume(npz, run, **options) -> tuple[list[int], list[int]]:
+    """``glowflow train`` for 6 steps with Ctrl-C during the third (the step finishes and is
+    saved), then ``--resume``: the steps each command took. ``on_stop(run)`` in ``options`` is
+    called in between."""
+    on_stop = options.pop("on_stop", None)
+    taken: list[int] = []
     real_step = Trainer.train_step
 
     def train_step(self, step):
@@ -235,14 +245,32 @@ def test_a_stop_and_resume_equals_the_plain_training(
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, right after the optimiser step
         return out
 
-    monkeypatch.setattr(Trainer, "train_step", train_step)
+    Trainer.train_step = train_step
+    try:
+        glowflow_train(*argv(npz, run, **options), expect=130)
+        first = list(taken)
+        if on_stop is not None:
+            on_stop(run)
+        taken.clear()
+        glowflow_train("train", "--resume", str(run), "--no-progress")
+    finally:
+        Trainer.train_step = real_step
+    return first, taken
+
+
+@pytest.mark.parametrize("memory_saving", [False, True], ids=["backprop", "memory-saving"])
+def test_a_stop_and_resume_equals_the_plain_training(faces_npz, tmp_path, memory_saving):
+    """Ctrl-C during the third of 6 steps: the step finishes and is saved; ``--resume`` then
+    takes exactly the last three, on the cosine schedule of the whole run."""
+    kw = dict(memory_saving=memory_saving, checkpoint_every=0)  # only the stop saves
+
+    def stopped(run):
+        assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+        check(differences(run, plain_training(faces_npz, 3, **kw)))
+
     run = tmp_path / "run"
-    glowflow_train(*argv(faces_npz, run, **kw), expect=130)
-    assert taken == [0, 1, 2] and load_checkpoint(run / "checkpoint.pt")["step"] == 3
-    check(differences(run, plain_training(faces_npz, 3, **kw)))
-    taken.clear()
-    glowflow_train("train", "--resume", str(run), "--no-progress")
-    assert taken == [3, 4, 5]
+    first, resumed = ctrl_c_in_third_step_then_resume(faces_npz, run, on_stop=stopped, **kw)
+    assert first == [0, 1, 2] and resumed == [3, 4, 5]
     check(differences(run, plain_training(faces_npz, 6, **kw)))
 
 
@@ -262,8 +290,7 @@ OWN_PRECISION = {"fp32": (1e-6, 5e-4), "bf16": (1e-4, 0.3)}
 
 def own_precision_differences(run_dir, want: dict) -> tuple[float, float]:
     state = load_checkpoint(run_dir / "checkpoint.pt")
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    losses = torch.tensor([r["loss"] for r in records if "loss" in r])
+    losses = logged_losses(run_dir)
     loss = float(
         ((losses - torch.tensor(want["losses"])) / torch.tensor(want["losses"])).abs().max()
     )
@@ -296,9 +323,7 @@ SAME_PRECISION = {"fp32": (1e-4, 1e-6), "bf16": (2e-2, 3e-6)}
 
 
 def saved_run(run_dir) -> tuple[dict, torch.Tensor]:
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    losses = torch.tensor([r["loss"] for r in records if "loss" in r], dtype=torch.float64)
-    return load_checkpoint(run_dir / "checkpoint.pt")["model"], losses
+    return load_checkpoint(run_dir / "checkpoint.pt")["model"], logged_losses(run_dir)
 
 
 def memory_saving_against_backprop(npz, tmp_path, precision) -> tuple[float, float]:

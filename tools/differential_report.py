@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -47,36 +45,20 @@ def trainer_cases(t, tmp: Path) -> list[dict]:
     from plain_glow import faces16
 
     from glowflow.store import prepare_store
-    from glowflow.training import Trainer
 
     images, smiling = faces16()
     npz = tmp / "faces16.npz"
     np.savez(npz, x=images.permute(0, 2, 3, 1).numpy(), y=smiling.numpy())
     prepare_store(f"npz:{npz}", tmp / "store", shard_size=16)
     rows = []
-    for run, options in t.RUNS.items():
-        options = dict(options)
-        if options.get("dataset") == "store":
-            options["dataset"] = f"store:{tmp / 'store'}"
+    for run in t.RUNS:
+        options = t.run_options(run, tmp / "store")
         t.glowflow_train(*t.argv(npz, tmp / run, sample_every=2, **options))
         rows.append({"run": run, **t.differences(tmp / run, t.plain_training(npz, 6, **options))})
-    real_step = Trainer.train_step
-
-    def ctrl_c_in_step_3(self, step):
-        out = real_step(self, step)
-        if step == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
     for saving in (False, True):  # Ctrl-C in the third of 6 steps, then --resume
         kw = dict(memory_saving=saving, checkpoint_every=0)
         run = tmp / f"resume-{saving}"
-        Trainer.train_step = ctrl_c_in_step_3
-        try:
-            t.glowflow_train(*t.argv(npz, run, **kw), expect=130)
-        finally:
-            Trainer.train_step = real_step
-        t.glowflow_train("train", "--resume", str(run), "--no-progress")
+        t.ctrl_c_in_third_step_then_resume(npz, run, **kw)
         rows.append({"run": f"Ctrl-C in step 3 of 6, then --resume, memory saving {saving}",
                      **t.differences(run, t.plain_training(npz, 6, **kw))})  # fmt: skip
     kw = dict(memory_saving=True)
@@ -113,6 +95,7 @@ def main() -> None:
     import torch
 
     torch.set_default_dtype(torch.float64)
+    import plain_glow
     import test_differential
 
     import glowflow
@@ -125,7 +108,7 @@ def main() -> None:
         "glowflow": str(Path(glowflow.__file__).parent),
         "glowflow_commit": commit_of(tree),
         "machine": {**cpu_facts(), "torch": torch.__version__},
-        "tolerance": test_differential.TOLERANCE,
+        "tolerance": plain_glow.TOLERANCE,
         "library": library_cases(test_differential),
         "command": " ".join(["python", "tools/differential_report.py", *sys.argv[1:]]),
     }
