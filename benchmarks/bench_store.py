@@ -47,7 +47,7 @@ def child(args: argparse.Namespace) -> None:
     """One training run in this process: records when its first step ended, its peak RSS and
     its DataLoader workers' peak RSS, and its steps per second after a warm-up."""
     from glowflow.config import TrainConfig
-    from glowflow.training import Trainer
+    from glowflow.train.trainer import Trainer
 
     record: dict = {}
     cfg = TrainConfig(**json.loads(args.child))
@@ -178,7 +178,7 @@ def main() -> None:
         sys.exit("give --mnist PATH/TO/mnist_train.npz (the 60,000 MNIST training digits)")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    from glowflow.store import prepare_store
+    from glowflow.data.store import prepare_store
 
     d = np.load(args.mnist)
     small_npz, big_npz = work / "mnist60k.npz", work / "mnist1200k.npz"

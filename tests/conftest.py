@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from glowflow.config import TrainConfig
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -154,3 +156,37 @@ def live_server():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def small_config(digits_npz, **kw) -> TrainConfig:
+    base = dict(
+        dataset=f"npz:{digits_npz}", levels=2, depth=1, hidden_channels=8, batch_size=16,
+        init_batch_size=32, val_fraction=0.25, steps=6, log_every=1, checkpoint_every=3,
+        n_samples=4, warmup_steps=2, device="cpu", precision="fp32",
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def losses(run_dir):
+    import json
+
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
+
+
+def face_photo() -> bytes:
+    """A real held-out face, enlarged and set on a larger grey photo, as JPEG."""
+    from PIL import Image
+
+    from glowflow.hub.gallery import load_gallery
+    from glowflow.hub.names import bundled_root
+
+    face = load_gallery(bundled_root() / "celeba64").images[40 % 36].permute(1, 2, 0).numpy()
+    photo = Image.new("RGB", (400, 300), (120, 120, 124))
+    photo.paste(Image.fromarray(face).resize((200, 200), Image.LANCZOS), (110, 40))
+    import io
+
+    out = io.BytesIO()
+    photo.save(out, format="JPEG", quality=92)
+    return out.getvalue()

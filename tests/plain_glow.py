@@ -316,7 +316,7 @@ def version_keyed_inverse(self, z):
     """An LU layer's inverse through a cache keyed on the weights' version counters: what
     glowflow once did, and wrong after a fused Adam step (which bumps no counter). For the
     tests that show the comparisons catch it; monkeypatch it over ``InvConv1x1LU.inverse``."""
-    from glowflow.invconv import inverse_weight, mix_channels
+    from glowflow.nn.invconv import inverse_weight, mix_channels
 
     key = tuple(p._version for p in self.parameters())
     cache = self.__dict__.get("_stale_cache")

@@ -47,7 +47,7 @@ def test_model_config_carries_every_model_option():
     assert model.image_shape == (1, 8, 8) and model.num_classes is None  # not y_condition
     assert dataclasses.replace(cfg, y_condition=True).model_config((1, 8, 8), 10).num_classes == 10
     assert set(C.MODEL_OPTIONS) == {f.name for f in dataclasses.fields(C.GlowConfig)} - {
-        "image_shape", "num_classes"}  # fmt: skip
+        "image_shape", "num_classes", "memory_format"}  # fmt: skip
 
 
 def test_training_presets_match_the_model_presets():

@@ -9,7 +9,7 @@ from conftest import randomize_
 
 from glowflow import Glow
 from glowflow.config import TrainConfig
-from glowflow.training import Trainer
+from glowflow.train.trainer import Trainer
 
 pytestmark = [
     pytest.mark.gpu,

@@ -42,7 +42,7 @@ def test_bundled_models_load_by_name_and_never_reinitialise(name):
     import torch
 
     from glowflow import Glow, preprocess
-    from glowflow.pretrained import bundled_models
+    from glowflow.hub.names import bundled_models
 
     assert name in bundled_models()
     model = Glow.from_pretrained(name)

@@ -12,8 +12,8 @@ import argparse
 
 import numpy as np
 
-from glowflow.datasets import load_dataset
-from glowflow.gallery import save_gallery
+from glowflow.data.datasets import load_dataset
+from glowflow.hub.gallery import save_gallery
 
 
 def main() -> None:

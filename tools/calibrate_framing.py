@@ -1,5 +1,5 @@
 """Measure how a face model's images are framed relative to the face detector's box: the
-constants of ``glowflow/faces.py``.
+constants of ``glowflow/explorer/faces.py``.
 
 Usage: ``python tools/calibrate_framing.py SPEC [N]`` (e.g. the CelebA training faces of the
 bundled model). Each image is enlarged to 256 px and padded by repeating its border, so the
@@ -14,8 +14,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from glowflow.datasets import load_dataset
-from glowflow.faces import find_face
+from glowflow.data.datasets import load_dataset
+from glowflow.explorer.faces import find_face
 
 SIDE = 256
 

@@ -44,7 +44,7 @@ def trainer_cases(t, tmp: Path) -> list[dict]:
     from conftest import free_port
     from plain_glow import faces16
 
-    from glowflow.store import prepare_store
+    from glowflow.data.store import prepare_store
 
     images, smiling = faces16()
     npz = tmp / "faces16.npz"

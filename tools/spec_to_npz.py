@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from glowflow.datasets import load_dataset
+from glowflow.data.datasets import load_dataset
 
 
 def main() -> None:

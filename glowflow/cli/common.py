@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from glowflow.datasets import ImageData, load_dataset
+from glowflow.data.datasets import ImageData, load_dataset
 from glowflow.errors import GlowflowError, first_line
-from glowflow.model import Glow
+from glowflow.nn.model import GlowFlow
 from glowflow.viz import save_grid
 
 
@@ -79,7 +79,7 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 def load_fitting(
     spec: str,
-    model: Glow,
+    model: GlowFlow,
     image_size: int | None = None,
     pad: int | None = None,
     limit: int | None = None,
@@ -104,7 +104,7 @@ def load_fitting(
     return data  # fmt: skip
 
 
-def load_data_for(args: argparse.Namespace, model: Glow, limit: int | None = None) -> ImageData:
+def load_data_for(args: argparse.Namespace, model: GlowFlow, limit: int | None = None) -> ImageData:
     """``--dataset`` with the data options, checked to fit the model."""
     return load_fitting(args.dataset, model, args.image_size, args.pad, limit)
 

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from glowflow.cli.common import UsageError, info, positive_int
-from glowflow.compare import run_comparison
 from glowflow.config import COUPLINGS, PERMUTATIONS
+from glowflow.train.compare import run_comparison
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

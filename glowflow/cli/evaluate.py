@@ -7,9 +7,9 @@ import json
 
 from glowflow.cli.common import add_data_options, load_data_for, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP
+from glowflow.data.evaluate import evaluate_bpd
 from glowflow.distributed import resolve_device
-from glowflow.evaluate import evaluate_bpd
-from glowflow.pretrained import load_model
+from glowflow.hub.load import load_model
 from glowflow.progress import progress_bar
 
 
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model, _ = load_model(args.checkpoint, device, ema=not args.no_ema)
+    model = load_model(args.checkpoint, device, ema=not args.no_ema).model
     data = load_data_for(args, model, limit=args.limit)
     bpd = evaluate_bpd(
         model, data.images, data.labels, batch_size=args.batch_size, seed=args.seed,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from glowflow.attributes import all_directions
-from glowflow.checkpoint import model_from_checkpoint
 from glowflow.cli.common import info, load_fitting
-from glowflow.evaluate import evaluate_bpd
-from glowflow.export import export_run
-from glowflow.pretrained import check_folder, push_to_hub
+from glowflow.data.evaluate import evaluate_bpd
+from glowflow.hub.checkpoint import model_from_checkpoint
+from glowflow.hub.export import export_run
+from glowflow.hub.names import push_to_hub
+from glowflow.hub.pretrained import check_folder
+from glowflow.latent.attributes import all_directions
 from glowflow.progress import progress_bar
-from glowflow.rundir import RunDir
+from glowflow.train.rundir import RunDir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,6 @@ import argparse
 
 import torch
 
-from glowflow.attributes import cache_entry, cached_direction, list_attributes
 from glowflow.cli.common import (
     UsageError,
     add_data_options,
@@ -18,12 +17,14 @@ from glowflow.cli.common import (
     positive_int,
     write_result,
 )  # fmt: skip
-from glowflow.cli.models import CHECKPOINT_HELP, gather_images, weights_file
-from glowflow.datasets import find_label, label_names
+from glowflow.cli.models import CHECKPOINT_HELP, gather_images
+from glowflow.data.datasets import find_label, label_names
 from glowflow.distributed import resolve_device
-from glowflow.latents import interpolate_images, manipulate_images, sample_images
-from glowflow.objective import postprocess, preprocess
-from glowflow.pretrained import load_attributes, load_model
+from glowflow.hub.load import LoadedModel, load_model
+from glowflow.hub.pretrained import load_attributes
+from glowflow.latent.attributes import cache_entry, cached_direction, list_attributes
+from glowflow.latent.latents import interpolate_images, manipulate_images, sample_images
+from glowflow.nn.objective import postprocess, preprocess
 from glowflow.progress import progress_bar
 
 IMAGES_HELP = (
@@ -72,7 +73,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_data_options(p)
 
 
-def _labels_per_row(text: str | None, model, about: dict) -> list[int | None]:
+def _labels_per_row(text: str | None, model, class_names: list[str] | None) -> list[int | None]:
     """The label of each row of samples: one for ``--label``, every class for a
     class-conditional model without it, none otherwise."""
     k = model.config.num_classes
@@ -82,16 +83,17 @@ def _labels_per_row(text: str | None, model, about: dict) -> list[int | None]:
         raise UsageError("this model is not class-conditional; drop --label")
     if text == "all":
         return list(range(k))
-    return [find_label(label_names(about.get("data", {}).get("class_names"), k), text)]
+    return [find_label(label_names(class_names, k), text)]
 
 
 def sample(args: argparse.Namespace) -> int:
-    model, about = load_model(args.checkpoint, resolve_device(args.device))
+    loaded = load_model(args.checkpoint, resolve_device(args.device))
+    model = loaded.model
     seeds = args.seeds if args.seeds is not None else list(range(args.n))
     if not seeds:
         raise UsageError("--seeds names no seed; write a range like 0-63 or a list like 1,5,9")
     temps = args.temperatures or [args.temperature]
-    labels_per_row = _labels_per_row(args.label, model, about)
+    labels_per_row = _labels_per_row(args.label, model, loaded.class_names)
     if len(temps) > 1 and len(labels_per_row) > 1:
         raise UsageError("give one label (--label K) with --temperatures: rows are temperatures")
     rows = []
@@ -110,7 +112,7 @@ def sample(args: argparse.Namespace) -> int:
 
 
 def interpolate(args: argparse.Namespace) -> int:
-    model, _ = load_model(args.checkpoint, resolve_device(args.device))
+    model = load_model(args.checkpoint, resolve_device(args.device)).model
     if bool(args.images) == bool(args.pairs):
         raise UsageError("give --images (indices or files, taken two by two) or --pairs")
     tokens = args.images or [f"{a},{b}" for a, b in args.pairs]
@@ -132,16 +134,17 @@ def interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shipped_directions(about: dict) -> dict | None:
+def _shipped_directions(loaded: LoadedModel) -> dict | None:
     """The attribute directions a pretrained model ships with (computed on its training data),
     or None."""
-    return load_attributes(about["pretrained_dir"]) if "pretrained_dir" in about else None
+    return load_attributes(loaded.pretrained_dir) if loaded.pretrained_dir else None
 
 
-def _direction(args, model, about, data) -> tuple[torch.Tensor, dict, str]:
+def _direction(args, loaded: LoadedModel, data) -> tuple[torch.Tensor, dict, str]:
     """The attribute's direction and where it came from: the model's own, if it ships one for
     the attribute; else computed over ``--dataset`` (and cached)."""
-    shipped = _shipped_directions(about)
+    model = loaded.model
+    shipped = _shipped_directions(loaded)
     if shipped is not None and args.attribute in shipped["names"]:
         k = shipped["names"].index(args.attribute)
         return shipped["directions"][k], shipped["info"][k], "shipped with the model"
@@ -150,8 +153,8 @@ def _direction(args, model, about, data) -> tuple[torch.Tensor, dict, str]:
         raise UsageError(f"give --dataset SPEC to compute the {args.attribute!r} direction{names}")
     options = dict(image_size=args.image_size, pad=args.pad, attribute=args.attribute,
                    max_images=args.max_images)  # fmt: skip
-    weights = weights_file(args.checkpoint, about)
-    beside = "pretrained_dir" not in about  # a run's folder; never an installed package
+    weights = loaded.weights_file
+    beside = loaded.pretrained_dir is None  # a run's folder; never an installed package
     if args.max_images:  # only these images are hashed for the key, and encoded
         data = data.subset(slice(0, args.max_images))
     cache, key = cache_entry(weights, model, data, options, beside)
@@ -162,10 +165,11 @@ def _direction(args, model, about, data) -> tuple[torch.Tensor, dict, str]:
 
 
 def manipulate(args: argparse.Namespace) -> int:
-    model, about = load_model(args.checkpoint, resolve_device(args.device))
+    loaded = load_model(args.checkpoint, resolve_device(args.device))
+    model = loaded.model
     data = load_data_for(args, model) if args.dataset else None
     if args.list_attributes:
-        shipped = _shipped_directions(about)
+        shipped = _shipped_directions(loaded)
         if shipped is not None:
             print("\n".join(f"{n}\tshipped with the model" for n in shipped["names"]))
         if data is not None:
@@ -175,7 +179,7 @@ def manipulate(args: argparse.Namespace) -> int:
         return 0
     if not args.attribute:
         raise UsageError("give --attribute (see --list-attributes for the choices)")
-    direction, info, source = _direction(args, model, about, data)
+    direction, info, source = _direction(args, loaded, data)
     images, labels, names = gather_images(model, args.images, data)
     rows = manipulate_images(model, images, direction, args.alphas, labels)
     record = {

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
 
 import torch
 
 from glowflow.cli.common import UsageError, check_indices, int_list
-from glowflow.datasets import ImageData
-from glowflow.imagefiles import read_image_files
-from glowflow.model import Glow
+from glowflow.data.datasets import ImageData
+from glowflow.data.imagefiles import read_image_files
+from glowflow.nn.model import GlowFlow
 
 CHECKPOINT_HELP = (
     "a run folder, a checkpoint.pt, a pretrained folder, the name of a bundled model "
     "(e.g. mnist, celeba64) or a Hub id user/repo"
 )
-
-
-def weights_file(spec: str, about: dict[str, Any]) -> Path:
-    """The file that holds the model's weights: the key of anything cached about them."""
-    if "pretrained_dir" in about:
-        return Path(about["pretrained_dir"]) / "model.safetensors"
-    path = Path(spec).expanduser()
-    return path / "checkpoint.pt" if path.is_dir() else path
 
 
 def split_image_args(tokens: list[str]) -> tuple[list[int], list[str]]:
@@ -44,7 +34,7 @@ def split_image_args(tokens: list[str]) -> tuple[list[int], list[str]]:
 
 
 def gather_images(
-    model: Glow, tokens: list[str], data: ImageData | None
+    model: GlowFlow, tokens: list[str], data: ImageData | None
 ) -> tuple[torch.Tensor, torch.Tensor | None, list]:
     """uint8 images ``(N, C, H, W)``, their labels (class-conditional models only) and how each
     was named, from ``--images`` entries: indices into ``data`` (``--dataset``), or files."""

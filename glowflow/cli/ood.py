@@ -11,14 +11,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from glowflow.checkpoint import atomic_write_bytes
 from glowflow.cli.common import UsageError, add_data_options, info, load_fitting, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP
-from glowflow.datasets import ImageData, dataset_name
+from glowflow.data.datasets import ImageData, dataset_name
 from glowflow.distributed import resolve_device
 from glowflow.errors import first_line
-from glowflow.model import Glow
-from glowflow.ood import (
+from glowflow.files import atomic_write_text
+from glowflow.hub.load import load_model
+from glowflow.nn.model import GlowFlow
+from glowflow.ood.detect import (
     CODECS,
     DEFAULT_TYPICALITY_M,
     IN_DIST,
@@ -29,7 +30,6 @@ from glowflow.ood import (
     detect,
     score_images,
 )
-from glowflow.pretrained import load_model
 from glowflow.progress import progress_bar
 from glowflow.viz import plot_score_histograms
 
@@ -92,14 +92,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
 
 
-def _load(args: argparse.Namespace, model: Glow, spec: str) -> ImageData:
+def _load(args: argparse.Namespace, model: GlowFlow, spec: str) -> ImageData:
     data = load_fitting(spec, model, args.image_size, args.pad, args.limit, check_labels=False)
     if len(data) == 0:
         raise UsageError(f"{spec} holds no images; give a set with at least one")
     return data
 
 
-def _score(args: argparse.Namespace, model: Glow, data: ImageData, device) -> ImageScores:
+def _score(args: argparse.Namespace, model: GlowFlow, data: ImageData, device) -> ImageScores:
     name = dataset_name(data.name)
     return score_images(
         model, data.images, batch_size=args.batch_size, seed=args.seed, device=device,
@@ -125,7 +125,7 @@ def _rows(scores: ImageScores, data: ImageData, lead: dict[str, Any]) -> list[di
 def _write_text(path: Path, text: str) -> None:
     """Write atomically, so a failed write leaves any earlier file whole."""
     try:
-        atomic_write_bytes(path, text.encode())
+        atomic_write_text(path, text)
     except OSError as e:
         raise UsageError(f"cannot write {path}: {first_line(e)}; choose another --out") from e
 
@@ -146,7 +146,7 @@ def score(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give the CSV file's path")
     device = resolve_device(args.device)
-    model, _ = load_model(args.checkpoint, device, ema=not args.no_ema)
+    model = load_model(args.checkpoint, device, ema=not args.no_ema).model
     data = _load(args, model, args.dataset)
     scores = _score(args, model, data, device)
     _write_text(out, _csv_text(_rows(scores, data, {})))
@@ -193,7 +193,7 @@ def ood(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the results")
     device = resolve_device(args.device)
-    model, _ = load_model(args.checkpoint, device, ema=not args.no_ema)
+    model = load_model(args.checkpoint, device, ema=not args.no_ema).model
     # every set is loaded and checked before the slow scoring starts
     in_data = _load(args, model, args.in_dist)
     ood_data = [_load(args, model, spec) for spec in args.ood]

@@ -8,8 +8,8 @@ from tqdm.auto import tqdm
 
 from glowflow.cli.common import info, positive_int
 from glowflow.config import ON_BAD_IMAGE
-from glowflow.datasets import describe_specs
-from glowflow.store import prepare_store
+from glowflow.data.datasets import describe_specs
+from glowflow.data.store import prepare_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

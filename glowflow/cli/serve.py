@@ -6,12 +6,13 @@ import argparse
 import ipaddress
 import socket
 
-from glowflow.attributes import dataset_directions
 from glowflow.cli.common import UsageError, add_data_options, info, load_data_for, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP
 from glowflow.distributed import resolve_device
-from glowflow.gallery import Gallery, load_gallery
-from glowflow.pretrained import load_attributes, load_model
+from glowflow.hub.gallery import Gallery, load_gallery
+from glowflow.hub.load import load_model
+from glowflow.hub.pretrained import load_attributes
+from glowflow.latent.attributes import dataset_directions
 from glowflow.progress import progress_bar
 
 SERVE_EXTRA = "pip install 'glowflow[serve]'"
@@ -71,14 +72,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from glowflow.explorer import Explorer
-        from glowflow.server import create_app
+        from glowflow.explorer.explorer import Explorer
+        from glowflow.explorer.server import create_app
     except ImportError as e:
         raise UsageError(f"glowflow serve needs {e.name}: {SERVE_EXTRA}") from None
     _check_port(args.host, args.port)
-    model, about = load_model(args.checkpoint, resolve_device(args.device))
+    loaded = load_model(args.checkpoint, resolve_device(args.device))
+    model = loaded.model
     data = load_data_for(args, model, limit=args.limit) if args.dataset else None
-    pretrained = about.get("pretrained_dir")
+    pretrained = loaded.pretrained_dir
     directions = load_attributes(pretrained) if pretrained else None
     direction_words: list[str] = []
     data_words = None
@@ -100,12 +102,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         gallery = load_gallery(pretrained) if pretrained else None
         gallery_words = ["--dataset", gallery.spec] if gallery else None
-    attr_names = about.get("data", {}).get("attr_names") or []
+    attr_names = loaded.attr_names or []
     faces = args.framing == "face" or (args.framing == "auto" and "Smiling" in attr_names)
     explorer = Explorer(
         model, directions, gallery, checkpoint=args.checkpoint, gallery_words=gallery_words,
-        direction_words=direction_words, class_names=about.get("data", {}).get("class_names"),
-        faces=faces, name=about.get("name") or str(args.checkpoint),
+        direction_words=direction_words, class_names=loaded.class_names,
+        faces=faces, name=str(args.checkpoint),
     )  # fmt: skip
     app = create_app(explorer, args.max_upload_mb * 2**20)
     if not _is_loopback(args.host):

@@ -21,9 +21,9 @@ from glowflow.config import (
     TRAIN_PRESETS,
     TrainConfig,
 )  # fmt: skip
-from glowflow.datasets import BUILTIN, describe_specs
-from glowflow.rundir import RunDir
-from glowflow.training import Interrupted, Trainer
+from glowflow.data.datasets import BUILTIN, describe_specs
+from glowflow.train.rundir import RunDir
+from glowflow.train.trainer import Interrupted, Trainer
 
 # Options that may change when a run is resumed; every other one must match the run's config.
 RESUMABLE = {

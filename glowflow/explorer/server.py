@@ -1,0 +1,242 @@
+"""The latent explorer's web app: one static page and a small JSON/PNG API over an
+:class:`glowflow.explorer.explorer.Explorer` (the ``glowflow[serve]`` extra: Starlette, served
+by uvicorn).
+
+Routes are a fixed table: no part of a request's path is ever used to open a file, so a path
+trick meets the same 404 as any unknown page. Every model call runs in a worker thread, never on
+the event loop. A request's mistake gets a 4xx with ``{"error": "one line"}``; uploads are read
+up to a size limit (a larger body gets a 413 once it has been read off the connection).
+See the README's "Latent explorer" section for the API.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from glowflow.explorer.explorer import Explorer, ExplorerError, Picture, UnknownImage, png_bytes
+from glowflow.explorer.faces import ImageInputError
+
+MAX_UPLOAD_BYTES = 10 * 2**20
+_DRAIN_FACTOR = 16  # past this many times the limit, stop reading an oversized body
+_STATIC = {  # URL path -> (file in glowflow/static, content type)
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/explorer.js": ("explorer.js", "text/javascript; charset=utf-8"),
+    "/static/explorer.css": ("explorer.css", "text/css; charset=utf-8"),
+}
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _one(request: Request, name: str, required: bool = True) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise ExplorerError(f"{name} is given {len(values)} times; give it once")
+    if not values:
+        if required:
+            raise ExplorerError(f"the query needs {name}=...")
+        return None
+    return values[0]
+
+
+def _number(request: Request, name: str, default: float | None = None) -> float:
+    text = _one(request, name, required=default is None)
+    if text is None:
+        return float(default)
+    try:
+        return float(text)
+    except ValueError:
+        raise ExplorerError(f"{name} must be a number, got {text[:40]!r}") from None
+
+
+def _integer(request: Request, name: str, default: int | None = None) -> int | None:
+    text = _one(request, name, required=False)
+    if text is None:
+        return default
+    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 12:
+        raise ExplorerError(f"{name} must be a whole number, got {text[:40]!r}")
+    return int(text)
+
+
+def _amounts(request: Request) -> dict[str, float]:
+    """Every query parameter but ``image``: an attribute name and its amount."""
+    out = {}
+    for name in request.query_params:
+        if name == "image":
+            continue
+        out[name] = _number(request, name)
+    return out
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, or :class:`TooLarge` once it passes ``limit`` bytes. An oversized body
+    is still read off the connection (up to a bound), so the client receives the 413."""
+    declared = request.headers.get("content-length", "")
+    size, chunks, too_large = 0, [], declared.isdigit() and int(declared) > limit
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            too_large = True
+        if too_large:
+            if size > _DRAIN_FACTOR * limit:
+                break
+            continue
+        chunks.append(chunk)
+    if too_large:
+        raise TooLarge
+    return b"".join(chunks)
+
+
+async def _uploaded_file(request: Request, limit: int) -> bytes:
+    """The image file of a POST: the multipart field ``file``, or the raw body."""
+    body = await _read_body(request, limit)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return body
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise ExplorerError("the form has no file field: send the image as the field 'file'")
+    return await upload.read()
+
+
+def create_app(explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Starlette:
+    """The ASGI app serving ``explorer``: the page at ``/`` and the API under ``/api/``."""
+    static = {
+        path: (resources.files("glowflow.explorer").joinpath("static", name).read_bytes(), kind)
+        for path, (name, kind) in _STATIC.items()
+    }
+
+    def run(fn: Callable, *args: Any):
+        return run_in_threadpool(fn, *args)
+
+    def _png(picture: Picture) -> Response:
+        return Response(png_bytes(picture.image), media_type="image/png", headers=_NO_STORE)
+
+    async def _facts(picture: Picture) -> dict[str, Any]:
+        """What the page shows beside a picture: its bits/dim, and a warning if it overflowed."""
+        bpd = await run(explorer.picture_bpd, picture.image)
+        return {"bpd": bpd, "overflow": picture.overflow, "warning": picture.warning}
+
+    async def page(request: Request) -> Response:
+        body, kind = static[request.url.path]
+        return Response(body, media_type=kind)
+
+    async def model(request: Request) -> Response:
+        return JSONResponse({**explorer.model_info(), "max_upload_bytes": max_upload_bytes})
+
+    async def attributes(request: Request) -> Response:
+        return JSONResponse({"attributes": explorer.attributes})
+
+    def _sample_args(request: Request) -> tuple[int, float, int | None]:
+        seed = _integer(request, "seed", 0)
+        return seed, _number(request, "temperature", 0.7), _integer(request, "label")
+
+    async def sample_png(request: Request) -> Response:
+        picture = await run(explorer.sample, *_sample_args(request))
+        return _png(picture)
+
+    async def sample_json(request: Request) -> Response:
+        seed, temperature, label = _sample_args(request)
+        picture = await run(explorer.sample, seed, temperature, label)
+        facts = await _facts(picture)
+        return JSONResponse({
+            **facts, "seed": seed, "temperature": temperature, "label": label,
+            "command": explorer.sample_command(seed, temperature, label),
+        })  # fmt: skip
+
+    async def add_image(request: Request) -> Response:
+        data = await _uploaded_file(request, max_upload_bytes)
+        entry = await run(explorer.add_image, data)
+        return JSONResponse(entry.to_dict())
+
+    async def image(request: Request) -> Response:
+        name = request.path_params["name"]
+        image_id, png = (name[:-4], True) if name.endswith(".png") else (name, False)
+        entry = explorer.image(image_id)
+        if png:
+            return Response(png_bytes(entry.image), media_type="image/png")
+        return JSONResponse(entry.to_dict())
+
+    async def edit_png(request: Request) -> Response:
+        return _png(await run(explorer.edit, _one(request, "image"), _amounts(request)))
+
+    async def edit_json(request: Request) -> Response:
+        image_id, amounts = _one(request, "image"), _amounts(request)
+        facts = await _facts(await run(explorer.edit, image_id, amounts))
+        return JSONResponse({
+            **facts, "amounts": explorer.check_amounts(amounts),
+            "command": explorer.edit_command(image_id, amounts),
+        })  # fmt: skip
+
+    def _mix_args(request: Request) -> tuple[str, str, float, str, str | None]:
+        path = _one(request, "path", False) or "linear"
+        t = _number(request, "t", 0.5)
+        return _one(request, "a"), _one(request, "b"), t, path, _one(request, "levels", False)
+
+    async def mix_png(request: Request) -> Response:
+        return _png(await run(explorer.mix, *_mix_args(request)))
+
+    async def mix_json(request: Request) -> Response:
+        args = _mix_args(request)
+        facts = await _facts(await run(explorer.mix, *args))
+        return JSONResponse({**facts, "command": explorer.mix_command(*args)})
+
+    async def explorer_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, UnknownImage):
+            return _error(404, str(exc), unknown_image=exc.image_id)
+        return _error(400, str(exc))
+
+    async def too_large(request: Request, exc: Exception) -> Response:
+        return _error(413, f"the upload is over {max_upload_bytes // 2**20} MiB; send a smaller "
+                           f"image")  # fmt: skip
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 404:
+            return _error(404, f"no such page: {request.url.path[:80]}")
+        if exc.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {request.url.path[:80]}")
+        return _error(exc.status_code, str(exc.detail)[:200])
+
+    routes = [Route(path, page) for path in static]
+    routes += [
+        Route("/api/model", model),
+        Route("/api/attributes", attributes),
+        Route("/api/sample.png", sample_png),
+        Route("/api/sample.json", sample_json),
+        Route("/api/images", add_image, methods=["POST"]),
+        Route("/api/images/{name}", image),
+        Route("/api/edit.png", edit_png),
+        Route("/api/edit.json", edit_json),
+        Route("/api/mix.png", mix_png),
+        Route("/api/mix.json", mix_json),
+    ]
+    handlers = {
+        ExplorerError: explorer_error,
+        ImageInputError: explorer_error,
+        TooLarge: too_large,
+        HTTPException: http_error,
+    }
+    return Starlette(routes=routes, exception_handlers=handlers)

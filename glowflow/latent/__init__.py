@@ -1,0 +1,1 @@
+"""The latent space: sampling at a temperature, interpolation, and attribute directions."""

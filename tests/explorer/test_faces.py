@@ -1,0 +1,135 @@
+"""Uploads brought to the model's framing: safe decoding, the face crop and its fallbacks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glowflow.explorer import faces
+from glowflow.explorer.faces import ImageInputError, decode_image, frame_image
+from glowflow.hub.gallery import load_gallery
+from glowflow.hub.names import bundled_root
+
+
+def _bytes(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    out = io.BytesIO()
+    im.save(out, format=fmt, **kw)
+    return out.getvalue()
+
+
+def celeba_face(k: int = 0) -> np.ndarray:
+    """A real held-out CelebA face (64x64x3 uint8) from the bundled gallery."""
+    return load_gallery(bundled_root() / "celeba64").images[k].permute(1, 2, 0).numpy()
+
+
+def face_photo(
+    k: int = 0, side: int = 200, canvas: tuple[int, int] = (480, 360), at: tuple = (150, 60)
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A photo with a real face: a CelebA face enlarged to ``side`` and put on a grey canvas at
+    ``at``; returns the photo and the face crop's box in it."""
+    photo = Image.new("RGB", canvas, (118, 120, 125))
+    photo.paste(Image.fromarray(celeba_face(k)).resize((side, side), Image.LANCZOS), at)
+    return photo, (at[0], at[1], at[0] + side, at[1] + side)
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [(b"", "no image"), (b"GIF89a not really", "not an image"),
+     (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not an image")],
+)  # fmt: skip
+def test_bytes_that_are_not_an_image_are_refused_with_the_reason(data, fragment):
+    with pytest.raises(ImageInputError, match=fragment):
+        decode_image(data, 3)
+
+
+def test_a_truncated_png_is_refused():
+    data = _bytes(Image.new("RGB", (64, 64), (1, 2, 3)))
+    with pytest.raises(ImageInputError, match="not an image"):
+        decode_image(data[: len(data) // 2], 3)
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(monkeypatch):
+    monkeypatch.setattr(faces, "MAX_PIXELS", 100 * 100)
+    with pytest.raises(ImageInputError, match="101x100"):
+        decode_image(_bytes(Image.new("L", (101, 100))), 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK"])
+def test_any_mode_is_converted_to_the_models_channels(mode):
+    im = Image.new("RGB", (20, 10), (200, 40, 40)).convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else ("TIFF" if mode == "I;16" else "PNG")
+    for channels, want in ((3, "RGB"), (1, "L")):
+        assert decode_image(_bytes(im, fmt), channels).mode == want
+
+
+def test_transparency_is_laid_on_white():
+    im = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert decode_image(_bytes(im), 3).getpixel((3, 3)) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied():
+    im = Image.new("RGB", (40, 20), (0, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to be upright
+    assert decode_image(_bytes(im, "JPEG", exif=exif), 3).size == (20, 40)
+
+
+def test_an_image_of_the_models_size_is_used_as_given():
+    im = Image.fromarray(celeba_face())
+    framed, framing = frame_image(im, (64, 64), faces=True)
+    assert framing.method == "as given" and framing.notice is None
+    assert np.array_equal(np.asarray(framed), celeba_face())
+
+
+def test_without_faces_the_centre_square_is_taken():
+    im = Image.new("RGB", (300, 200))
+    im.paste((255, 0, 0), (50, 0, 250, 200))  # the centre square is red, the sides black
+    framed, framing = frame_image(im, (32, 32), faces=False)
+    assert framing.method == "centre crop" and framing.box == (50.0, 0.0, 250.0, 200.0)
+    assert framing.notice is None  # not a face model: nothing to apologise for
+    assert np.asarray(framed)[:, 1:-1, 0].min() > 240  # (LANCZOS reads a pixel past the box)
+
+
+def test_no_detector_gives_a_centre_crop_and_says_how_to_get_one(monkeypatch):
+    monkeypatch.setattr(faces, "face_detector", lambda: None)
+    photo, _ = face_photo()
+    _, framing = frame_image(photo, (64, 64), faces=True)
+    assert framing.method == "centre crop"
+    assert "glowflow[faces]" in framing.notice
+
+
+def test_no_face_found_gives_a_centre_crop_with_a_notice():
+    pytest.importorskip("cv2", reason="the face detector is the glowflow[faces] extra")
+    _, framing = frame_image(Image.new("RGB", (300, 200), (90, 90, 90)), (64, 64), faces=True)
+    assert framing.method == "centre crop" and framing.notice == "no face found: centre crop used"
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_the_detector_finds_a_real_face_and_crops_it_as_the_model_was_trained(k):
+    pytest.importorskip("cv2", reason="the face detector is the glowflow[faces] extra")
+    photo, (left, top, right, bottom) = face_photo(k)
+    framed, framing = frame_image(photo, (64, 64), faces=True)
+    assert framing.method == "face detector" and framing.notice is None
+    bl, bt, br, bb = framing.box
+    overlap = max(0, min(br, right) - max(bl, left)) * max(0, min(bb, bottom) - max(bt, top))
+    union = (br - bl) * (bb - bt) + (right - left) * (bottom - top) - overlap
+    assert overlap / union > 0.7, (framing.box, (left, top, right, bottom))
+    # and the crop looks like the face the model saw: far closer to it than the centre crop
+    seen = torch.from_numpy(celeba_face(k)).double()
+    centre, _ = frame_image(photo, (64, 64), faces=False)
+    err = (torch.from_numpy(np.array(framed)).double() - seen).abs().mean()
+    err_centre = (torch.from_numpy(np.array(centre)).double() - seen).abs().mean()
+    assert err < 0.6 * err_centre
+
+
+def test_a_face_at_the_edge_is_cropped_with_the_border_repeated():
+    pytest.importorskip("cv2", reason="the face detector is the glowflow[faces] extra")
+    photo, _ = face_photo(side=220, canvas=(400, 240), at=(-50, 10))
+    framed, framing = frame_image(photo, (64, 64), faces=True)
+    assert framing.method == "face detector"
+    assert framing.box[0] < 0  # reaches past the left edge
+    assert framed.size == (64, 64)
