@@ -56,3 +56,45 @@ def test_bundled_models_load_by_name_and_never_reinitialise(name):
     bpd = model.bits_per_dim(x)
     assert torch.isfinite(bpd).all()
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_importing_glowflow_stays_cheap():
+    code = ("import sys, glowflow, glowflow.cli; glowflow.cli.build_parser(); "
+            "print(sorted(m for m in ('torch._dynamo', 'matplotlib', 'huggingface_hub', "
+            "'starlette', 'uvicorn', 'cv2') if m in sys.modules))")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_the_public_names_resolve_where_the_readme_shows_them():
+    import glowflow
+    import glowflow.ood
+
+    for name in glowflow.__all__:
+        assert getattr(glowflow, name) is not None, name
+    assert issubclass(glowflow.Glow, glowflow.GlowFlow)
+    for method in ("from_pretrained", "save_pretrained", "push_to_hub", "from_config"):
+        assert callable(getattr(glowflow.Glow, method)), method
+    assert callable(glowflow.ood.detect) and callable(glowflow.ood.score_images)
+    assert callable(glowflow.checkpoint.model_from_checkpoint)
+    assert glowflow.load_model is glowflow.hub.load_model
+    assert isinstance(glowflow.__version__, str)
+
+
+def test_the_memory_format_is_a_config_choice_not_a_side_effect_of_the_build():
+    import torch
+
+    import glowflow
+
+    def layout(fmt: str) -> bool:
+        model = glowflow.Glow((1, 8, 8), levels=1, depth=1, hidden_channels=4, memory_format=fmt)
+        weight = model.levels[0].steps[0].coupling.net.conv1.weight
+        return (
+            weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        )
+
+    assert layout("channels_last") and not layout("contiguous")
+    assert layout("auto") == torch.backends.mkldnn.is_available()
+    with pytest.raises(glowflow.errors.ConfigError, match="memory_format must be one of"):
+        glowflow.GlowConfig((1, 8, 8), levels=1, memory_format="nhwc")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import struct
 import sys
+import types
+import weakref
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,9 @@ from conftest import randomize_
 from safetensors.torch import load, save_file
 
 from glowflow import Glow, preprocess
+from glowflow.config import TrainConfig
 from glowflow.errors import GlowflowError
-from glowflow.hub import names
+from glowflow.hub import checkpoint, names
 from glowflow.hub import pretrained as pt
 from glowflow.hub.checkpoint import save_checkpoint
 from glowflow.hub.export import export_run
@@ -265,11 +269,31 @@ def test_hub_repo_without_weights_is_refused(tmp_path, bundled):
     assert_one_line(e, "someone/other", pt.WEIGHTS_FILE)
 
 
-def test_importing_the_module_does_not_import_huggingface_hub(monkeypatch):
+def test_importing_the_modules_does_not_import_huggingface_hub(monkeypatch):
     monkeypatch.delitem(sys.modules, "huggingface_hub", raising=False)
-    monkeypatch.delitem(sys.modules, "glowflow.hub.pretrained")
-    importlib.import_module("glowflow.hub.pretrained")
+    for module in ("glowflow.hub.pretrained", "glowflow.hub.names"):
+        monkeypatch.delitem(sys.modules, module)
+        importlib.import_module(module)
     assert "huggingface_hub" not in sys.modules
+
+
+def test_revision_and_cache_dir_reach_the_hub_download(tmp_path, bundled, monkeypatch):
+    model, x = tiny_model()
+    calls = []
+
+    def snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs["revision"], kwargs["cache_dir"]))
+        return pt.save_pretrained(model, tmp_path / "snap" / kwargs["revision"], dtype="float64")
+
+    hub = types.SimpleNamespace(snapshot_download=snapshot_download)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
+    loaded = Glow.from_pretrained("someone/glow", revision="v2", cache_dir=tmp_path / "c")
+    assert calls == [("someone/glow", "v2", str(tmp_path / "c"))]
+    with torch.no_grad():
+        assert torch.equal(loaded.log_prob(x), model.log_prob(x))
+    found = load_model("someone/glow", revision="v1")
+    assert found.source == "hub" and found.pretrained_dir == tmp_path / "snap" / "v1"
+    assert calls[-1] == ("someone/glow", "v1", None)
 
 
 # ------------------------------------------------------------------------------ the Hub
@@ -386,8 +410,6 @@ def make_run(folder: Path, seed: int = 0) -> tuple[Glow, Glow]:
         "data": data,
     }
     save_checkpoint(folder / "checkpoint.pt", state)
-    from glowflow.train.trainer import TrainConfig
-
     train = TrainConfig(
         dataset="npz:data/faces.npz", levels=2, depth=2, hidden_channels=8, steps=3, hflip=True
     ).to_dict()
@@ -396,6 +418,29 @@ def make_run(folder: Path, seed: int = 0) -> tuple[Glow, Glow]:
     summary = {"step": 3, "elapsed_s": 90.0, "val_bpd": 5.4321, "nan_skipped": 0}
     (folder / "summary.json").write_text(json.dumps(summary))
     return model, ema
+
+
+def test_load_model_keeps_the_weights_only(tmp_path, monkeypatch):
+    """The optimiser's moments in a run's checkpoint die once the model is loaded."""
+    run = tmp_path / "run"
+    make_run(run)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["optimizer"] = {"state": {0: {"exp_avg": torch.ones(4096)}}, "param_groups": []}
+    torch.save(state, run / "checkpoint.pt")
+    moments = []
+    read = checkpoint.load_checkpoint
+
+    def watched(path, map_location="cpu"):
+        found = read(path, map_location)
+        moments.append(weakref.ref(found["optimizer"]["state"][0]["exp_avg"]))
+        assert map_location == "cpu"  # read on the CPU whatever the model's device
+        return found
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", watched)
+    loaded = load_model(run)
+    gc.collect()
+    assert len(moments) == 1 and moments[0]() is None
+    assert loaded.step == 3
 
 
 def test_load_model_reads_runs_checkpoints_and_pretrained_folders(tmp_path, bundled):
