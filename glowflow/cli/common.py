@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from glowflow.data.datasets import ImageData, load_dataset
+from glowflow.data.datasets import load_dataset
+from glowflow.data.imagedata import ImageData
 from glowflow.errors import GlowflowError, first_line
 from glowflow.nn.model import GlowFlow
 from glowflow.viz import save_grid

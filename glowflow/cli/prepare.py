@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from glowflow.cli.common import info, positive_int
 from glowflow.config import ON_BAD_IMAGE
 from glowflow.data.datasets import describe_specs
-from glowflow.data.store import prepare_store
+from glowflow.data.prepare import prepare_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

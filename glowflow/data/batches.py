@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import torch
 
 from glowflow import seeding
-from glowflow.data.datasets import ImageData
+from glowflow.data.imagedata import ImageData
 from glowflow.errors import GlowflowError
 from glowflow.nn.objective import preprocess
 

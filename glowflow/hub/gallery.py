@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from glowflow.data.datasets import ImageData, load_dataset
+from glowflow.data.datasets import load_dataset
+from glowflow.data.imagedata import ImageData
 from glowflow.errors import GlowflowError, first_line
 from glowflow.files import atomic_write_bytes
 from glowflow.hub.pretrained import GALLERY_FILE, PretrainedError

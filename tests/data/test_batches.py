@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from glowflow.data.batches import BatchOrder, make_batch
-from glowflow.data.datasets import ImageData
+from glowflow.data.imagedata import ImageData
 
 
 def test_every_epoch_visits_each_image_once_in_a_seeded_order():
