@@ -8,7 +8,8 @@ import torch
 from conftest import digits
 
 from glowflow import Glow
-from glowflow.data.datasets import ImageData, load_dataset
+from glowflow.data.datasets import load_dataset
+from glowflow.data.imagedata import ImageData
 from glowflow.explorer.explorer import Explorer, ExplorerError
 from glowflow.hub.gallery import Gallery, load_gallery, save_gallery
 from glowflow.hub.names import bundled_root
