@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from glowflow.config import TrainConfig
+from glowflow.data.imagedata import ImageData
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -190,3 +191,22 @@ def face_photo() -> bytes:
     out = io.BytesIO()
     photo.save(out, format="JPEG", quality=92)
     return out.getvalue()
+
+
+@pytest.fixture
+def labelled_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "set.npz"
+    np.savez(path, x=rng.integers(0, 256, (50, 6, 6, 3), dtype=np.uint8),
+             y=np.arange(50) % 3, class_names=np.array(["a", "b", "c"]),
+             attrs=rng.integers(0, 2, (50, 4)), attr_names=np.array(list("pqrs")))  # fmt: skip
+    return path
+
+
+def rng_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def make_data(n: int = 20) -> ImageData:
+    images = torch.arange(n, dtype=torch.uint8).reshape(n, 1, 1, 1).expand(n, 1, 2, 2).clone()
+    return ImageData(images, labels=torch.arange(n) % 4, attrs=torch.zeros(n, 2, dtype=torch.bool))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import make_data
 
 from glowflow.data import datasets
 from glowflow.data.datasets import (
@@ -17,7 +17,6 @@ from glowflow.data.datasets import (
     load_dataset,
     split_validation,
 )
-from glowflow.data.imagedata import ImageData
 
 
 @pytest.mark.parametrize(
@@ -85,11 +84,6 @@ def test_describe_specs_names_every_kind() -> None:
 
 
 # --- validation splits ----------------------------------------------------------------------------
-
-
-def make_data(n: int = 20) -> ImageData:
-    images = torch.arange(n, dtype=torch.uint8).reshape(n, 1, 1, 1).expand(n, 1, 2, 2).clone()
-    return ImageData(images, labels=torch.arange(n) % 4, attrs=torch.zeros(n, 2, dtype=torch.bool))
 
 
 def test_split_validation_sizes_disjoint_and_deterministic() -> None:

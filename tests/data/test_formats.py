@@ -12,16 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import shared_npz
+from conftest import rng_images, shared_npz
 
 from glowflow.data import formats
 from glowflow.data.datasets import BUILTIN, load_dataset
 from glowflow.data.formats import DataError
-
-
-def rng_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
-
 
 # --- MNIST IDX -------------------------------------------------------------------------------
 

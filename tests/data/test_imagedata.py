@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_data
 
 from glowflow.data.formats import DataError
 from glowflow.data.imagedata import ImageData, find_label, label_names
-
-
-def make_data(n: int = 20) -> ImageData:
-    images = torch.arange(n, dtype=torch.uint8).reshape(n, 1, 1, 1).expand(n, 1, 2, 2).clone()
-    return ImageData(images, labels=torch.arange(n) % 4, attrs=torch.zeros(n, 2, dtype=torch.bool))
 
 
 def test_image_data_basics() -> None:

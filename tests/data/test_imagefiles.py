@@ -10,16 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import rng_images
 from PIL import Image
 
 from glowflow.data.datasets import load_dataset
 from glowflow.data.formats import DataError
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
-
-
-def rng_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

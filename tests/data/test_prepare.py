@@ -26,16 +26,6 @@ def same_data(a, b) -> None:
     assert a.class_names == b.class_names and a.attr_names == b.attr_names
 
 
-@pytest.fixture
-def labelled_npz(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "set.npz"
-    np.savez(path, x=rng.integers(0, 256, (50, 6, 6, 3), dtype=np.uint8),
-             y=np.arange(50) % 3, class_names=np.array(["a", "b", "c"]),
-             attrs=rng.integers(0, 2, (50, 4)), attr_names=np.array(list("pqrs")))  # fmt: skip
-    return path
-
-
 def test_a_store_holds_what_the_loader_gives_in_shards(labelled_npz, tmp_path):
     m = prepare_store(f"npz:{labelled_npz}", tmp_path / "st", pad=1, shard_size=16)
     assert m["count"] == 50 and m["image_shape"] == [3, 8, 8]

@@ -20,16 +20,6 @@ from glowflow.seeding import TRAIN, generator
 from glowflow.train.trainer import Trainer
 
 
-@pytest.fixture
-def labelled_npz(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "set.npz"
-    np.savez(path, x=rng.integers(0, 256, (50, 6, 6, 3), dtype=np.uint8),
-             y=np.arange(50) % 3, class_names=np.array(["a", "b", "c"]),
-             attrs=rng.integers(0, 2, (50, 4)), attr_names=np.array(list("pqrs")))  # fmt: skip
-    return path
-
-
 @pytest.mark.parametrize(
     "damage, match",
     [
