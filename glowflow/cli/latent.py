@@ -18,13 +18,16 @@ from glowflow.cli.common import (
     write_result,
 )  # fmt: skip
 from glowflow.cli.models import CHECKPOINT_HELP, gather_images
-from glowflow.data.datasets import find_label, label_names
+from glowflow.data.imagedata import find_label, label_names
 from glowflow.distributed import resolve_device
-from glowflow.hub.load import LoadedModel, load_model
-from glowflow.hub.pretrained import load_attributes
-from glowflow.latent.attributes import cache_entry, cached_direction, list_attributes
-from glowflow.latent.latents import interpolate_images, manipulate_images, sample_images
-from glowflow.nn.objective import postprocess, preprocess
+from glowflow.hub.load import load_model
+from glowflow.latent.directions import attribute_choices, choose_direction
+from glowflow.latent.latents import (
+    interpolate_images,
+    manipulate_images,
+    reconstruction_errors,
+    sample_images,
+)
 from glowflow.progress import progress_bar
 
 IMAGES_HELP = (
@@ -134,63 +137,39 @@ def interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shipped_directions(loaded: LoadedModel) -> dict | None:
-    """The attribute directions a pretrained model ships with (computed on its training data),
-    or None."""
-    return load_attributes(loaded.pretrained_dir) if loaded.pretrained_dir else None
-
-
-def _direction(args, loaded: LoadedModel, data) -> tuple[torch.Tensor, dict, str]:
-    """The attribute's direction and where it came from: the model's own, if it ships one for
-    the attribute; else computed over ``--dataset`` (and cached)."""
-    model = loaded.model
-    shipped = _shipped_directions(loaded)
-    if shipped is not None and args.attribute in shipped["names"]:
-        k = shipped["names"].index(args.attribute)
-        return shipped["directions"][k], shipped["info"][k], "shipped with the model"
-    if data is None:
-        names = f"; it ships {', '.join(shipped['names'])}" if shipped else ""
-        raise UsageError(f"give --dataset SPEC to compute the {args.attribute!r} direction{names}")
-    options = dict(image_size=args.image_size, pad=args.pad, attribute=args.attribute,
-                   max_images=args.max_images)  # fmt: skip
-    weights = loaded.weights_file
-    beside = loaded.pretrained_dir is None  # a run's folder; never an installed package
-    if args.max_images:  # only these images are hashed for the key, and encoded
-        data = data.subset(slice(0, args.max_images))
-    cache, key = cache_entry(weights, model, data, options, beside)
-    direction, info, cached = cached_direction(
-        model, cache, key, data, args.attribute, progress=progress_bar("encoding")
-    )
-    return direction, info, "cached" if cached else "computed over --dataset"
+#: How a manipulation's JSON names where its direction came from, by its source.
+DIRECTION_FROM = {
+    "shipped": "shipped with the model",
+    "cached": "cached",
+    "computed": "computed over --dataset",
+}
 
 
 def manipulate(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint, resolve_device(args.device))
     model = loaded.model
     data = load_data_for(args, model) if args.dataset else None
+    shipped = loaded.shipped_directions()
     if args.list_attributes:
-        shipped = _shipped_directions(loaded)
-        if shipped is not None:
-            print("\n".join(f"{n}\tshipped with the model" for n in shipped["names"]))
-        if data is not None:
-            print(list_attributes(data))
-        elif shipped is None:
-            raise UsageError("this model ships no attribute directions: give --dataset SPEC")
+        print(attribute_choices(shipped, data))
         return 0
     if not args.attribute:
         raise UsageError("give --attribute (see --list-attributes for the choices)")
-    direction, info, source = _direction(args, loaded, data)
+    chosen = choose_direction(
+        loaded, args.attribute, data, shipped, max_images=args.max_images,
+        data_options={"image_size": args.image_size, "pad": args.pad},
+        progress=progress_bar("encoding"),
+    )  # fmt: skip
     images, labels, names = gather_images(model, args.images, data)
-    rows = manipulate_images(model, images, direction, args.alphas, labels)
+    rows = manipulate_images(model, images, chosen.direction, args.alphas, labels)
     record = {
         "checkpoint": str(args.checkpoint), "dataset": args.dataset,
-        "attribute": args.attribute, "images": names, "alphas": args.alphas, "direction": info,
-        "direction_from": source,
+        "attribute": args.attribute, "images": names, "alphas": args.alphas,
+        "direction": chosen.info, "direction_from": DIRECTION_FROM[chosen.source],
     }  # fmt: skip
     if 0.0 in args.alphas:
-        n_bits = model.config.n_bits  # compare with the input as the model sees it
-        seen = postprocess(preprocess(images, n_bits, dequantize=False), n_bits)
-        recon = rows[:, args.alphas.index(0.0)].int()
-        record["reconstruction_max_grey_level_error"] = (recon - seen.int()).abs().max().item()
+        recon = rows[:, args.alphas.index(0.0)]
+        errors = reconstruction_errors(images, recon, model.config.n_bits)
+        record["reconstruction_max_grey_level_error"] = errors.max().item()
     write_result(args.out, rows.flatten(0, 1), len(args.alphas), record)
     return 0

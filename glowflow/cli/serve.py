@@ -9,14 +9,11 @@ import socket
 from glowflow.cli.common import UsageError, add_data_options, info, load_data_for, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP
 from glowflow.distributed import resolve_device
-from glowflow.hub.gallery import Gallery, load_gallery
+from glowflow.explorer.checks import FRAMINGS
 from glowflow.hub.load import load_model
-from glowflow.hub.pretrained import load_attributes
-from glowflow.latent.attributes import dataset_directions
 from glowflow.progress import progress_bar
 
 SERVE_EXTRA = "pip install 'glowflow[serve]'"
-FRAMINGS = ("auto", "face", "centre")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -72,42 +69,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from glowflow.explorer.explorer import Explorer
+        from glowflow.explorer.assemble import build_explorer
         from glowflow.explorer.server import create_app
     except ImportError as e:
         raise UsageError(f"glowflow serve needs {e.name}: {SERVE_EXTRA}") from None
     _check_port(args.host, args.port)
     loaded = load_model(args.checkpoint, resolve_device(args.device))
-    model = loaded.model
-    data = load_data_for(args, model, limit=args.limit) if args.dataset else None
-    pretrained = loaded.pretrained_dir
-    directions = load_attributes(pretrained) if pretrained else None
-    direction_words: list[str] = []
-    data_words = None
-    if data is not None:
-        data_words = ["--dataset", args.dataset]
-        for flag, value in (("--image-size", args.image_size), ("--pad", args.pad)):
-            if value is not None:
-                data_words += [flag, str(value)]
-    labelled = data is not None and (data.attrs is not None or data.labels is not None)
-    if directions is None and labelled:
-        directions = dataset_directions(model, data, progress=progress_bar("directions"))
-        direction_words = data_words + (["--max-images", str(args.limit)] if args.limit else [])
-    if data is not None:
-        n = min(args.gallery_size, len(data))
-        labels = None if data.labels is None else data.labels[:n]
-        names = [f"{args.dataset} #{i}" for i in range(n)]
-        gallery = Gallery(data.images[:n], names, None, args.dataset, labels)
-        gallery_words = data_words
-    else:
-        gallery = load_gallery(pretrained) if pretrained else None
-        gallery_words = ["--dataset", gallery.spec] if gallery else None
-    attr_names = loaded.attr_names or []
-    faces = args.framing == "face" or (args.framing == "auto" and "Smiling" in attr_names)
-    explorer = Explorer(
-        model, directions, gallery, checkpoint=args.checkpoint, gallery_words=gallery_words,
-        direction_words=direction_words, class_names=loaded.class_names,
-        faces=faces, name=str(args.checkpoint),
+    data = load_data_for(args, loaded.model, limit=args.limit) if args.dataset else None
+    explorer = build_explorer(
+        loaded, data, args.dataset, image_size=args.image_size, pad=args.pad, limit=args.limit,
+        gallery_size=args.gallery_size, framing=args.framing,
+        progress=progress_bar("directions"),
     )  # fmt: skip
     app = create_app(explorer, args.max_upload_mb * 2**20)
     if not _is_loopback(args.host):

@@ -149,6 +149,20 @@ def frame_image(im: Image.Image, size: tuple[int, int], faces: bool) -> tuple[Im
     return _crop(im, box, size), Framing(method, box, notice)
 
 
+def frame_upload(
+    data: bytes, image_shape: tuple[int, int, int], faces: bool
+) -> tuple[np.ndarray, Framing, tuple[int, int]]:
+    """An image file's bytes decoded (:func:`decode_image`) and framed (:func:`frame_image`)
+    for a model of ``image_shape`` ``(C, H, W)``: the uint8 ``(C, H, W)`` array, how it was
+    framed, and the photo's size ``(W, H)``."""
+    c, h, w = image_shape
+    im = decode_image(data, c)
+    framed, framing = frame_image(im, (w, h), faces)
+    array = np.asarray(framed)  # (H, W, C), or (H, W) for grayscale
+    array = array[..., None] if c == 1 else array
+    return array.transpose(2, 0, 1).copy(), framing, im.size  # a writable copy
+
+
 def _crop(im: Image.Image, box: tuple[float, ...], size: tuple[int, int]) -> Image.Image:
     """The box of ``im`` resized to ``size``; parts of the box past the photo's edges repeat
     the nearest border pixels, as the detector's crop of a face near an edge needs."""

@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from glowflow.explorer.explorer import Explorer, ExplorerError, Picture, UnknownImage, png_bytes
+from glowflow.explorer.checks import ExplorerError, UnknownImage
+from glowflow.explorer.entries import Picture, png_bytes
+from glowflow.explorer.explorer import Explorer
 from glowflow.explorer.faces import ImageInputError
 
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -122,121 +124,160 @@ async def _uploaded_file(request: Request, limit: int) -> bytes:
     return await upload.read()
 
 
+# ----------------------------------------------------------------------------- the handlers
+# Each handler finds the explorer, the upload limit and the static files on ``app.state``.
+def _explorer(request: Request) -> Explorer:
+    return request.app.state.explorer
+
+
+def _run(fn: Callable, *args: Any):
+    """``fn(*args)`` in a worker thread: a model call never blocks the event loop."""
+    return run_in_threadpool(fn, *args)
+
+
+def _png(picture: Picture) -> Response:
+    return Response(png_bytes(picture.image), media_type="image/png", headers=_NO_STORE)
+
+
+async def _facts(request: Request, picture: Picture) -> dict[str, Any]:
+    """What the page shows beside a picture: its bits/dim, and a warning if it overflowed."""
+    bpd = await _run(_explorer(request).picture_bpd, picture.image)
+    return {"bpd": bpd, "overflow": picture.overflow, "warning": picture.warning}
+
+
+async def page(request: Request) -> Response:
+    body, kind = request.app.state.static[request.url.path]
+    return Response(body, media_type=kind)
+
+
+async def model(request: Request) -> Response:
+    limit = request.app.state.max_upload_bytes
+    return JSONResponse({**_explorer(request).model_info(), "max_upload_bytes": limit})
+
+
+async def attributes(request: Request) -> Response:
+    return JSONResponse({"attributes": _explorer(request).attributes})
+
+
+def _sample_args(request: Request) -> tuple[int, float, int | None]:
+    seed = _integer(request, "seed", 0)
+    return seed, _number(request, "temperature", 0.7), _integer(request, "label")
+
+
+async def sample_png(request: Request) -> Response:
+    return _png(await _run(_explorer(request).sample, *_sample_args(request)))
+
+
+async def sample_json(request: Request) -> Response:
+    explorer = _explorer(request)
+    seed, temperature, label = _sample_args(request)
+    facts = await _facts(request, await _run(explorer.sample, seed, temperature, label))
+    return JSONResponse({
+        **facts, "seed": seed, "temperature": temperature, "label": label,
+        "command": explorer.sample_command(seed, temperature, label),
+    })  # fmt: skip
+
+
+async def add_image(request: Request) -> Response:
+    data = await _uploaded_file(request, request.app.state.max_upload_bytes)
+    entry = await _run(_explorer(request).add_image, data)
+    return JSONResponse(entry.to_dict())
+
+
+async def image(request: Request) -> Response:
+    name = request.path_params["name"]
+    image_id, png = (name[:-4], True) if name.endswith(".png") else (name, False)
+    entry = _explorer(request).image(image_id)
+    if png:
+        return Response(png_bytes(entry.image), media_type="image/png")
+    return JSONResponse(entry.to_dict())
+
+
+async def edit_png(request: Request) -> Response:
+    return _png(await _run(_explorer(request).edit, _one(request, "image"), _amounts(request)))
+
+
+async def edit_json(request: Request) -> Response:
+    explorer = _explorer(request)
+    image_id, amounts = _one(request, "image"), _amounts(request)
+    facts = await _facts(request, await _run(explorer.edit, image_id, amounts))
+    return JSONResponse({
+        **facts, "amounts": explorer.check_amounts(amounts),
+        "command": explorer.edit_command(image_id, amounts),
+    })  # fmt: skip
+
+
+def _mix_args(request: Request) -> tuple[str, str, float, str, str | None]:
+    path = _one(request, "path", False) or "linear"
+    t = _number(request, "t", 0.5)
+    return _one(request, "a"), _one(request, "b"), t, path, _one(request, "levels", False)
+
+
+async def mix_png(request: Request) -> Response:
+    return _png(await _run(_explorer(request).mix, *_mix_args(request)))
+
+
+async def mix_json(request: Request) -> Response:
+    args = _mix_args(request)
+    facts = await _facts(request, await _run(_explorer(request).mix, *args))
+    return JSONResponse({**facts, "command": _explorer(request).mix_command(*args)})
+
+
+# ----------------------------------------------------------------------------- the errors
+async def explorer_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, UnknownImage):
+        return _error(404, str(exc), unknown_image=exc.image_id)
+    return _error(400, str(exc))
+
+
+async def too_large(request: Request, exc: Exception) -> Response:
+    mib = request.app.state.max_upload_bytes // 2**20
+    return _error(413, f"the upload is over {mib} MiB; send a smaller image")
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 404:
+        return _error(404, f"no such page: {request.url.path[:80]}")
+    if exc.status_code == 405:
+        return _error(405, f"{request.method} is not allowed on {request.url.path[:80]}")
+    return _error(exc.status_code, str(exc.detail)[:200])
+
+
+# ----------------------------------------------------------------------------- the app
+API = [
+    Route("/api/model", model),
+    Route("/api/attributes", attributes),
+    Route("/api/sample.png", sample_png),
+    Route("/api/sample.json", sample_json),
+    Route("/api/images", add_image, methods=["POST"]),
+    Route("/api/images/{name}", image),
+    Route("/api/edit.png", edit_png),
+    Route("/api/edit.json", edit_json),
+    Route("/api/mix.png", mix_png),
+    Route("/api/mix.json", mix_json),
+]
+ERROR_HANDLERS = {
+    ExplorerError: explorer_error,
+    ImageInputError: explorer_error,
+    TooLarge: too_large,
+    HTTPException: http_error,
+}
+
+
+def static_files() -> dict[str, tuple[bytes, str]]:
+    """URL path -> (the file's bytes, its content type), read once from the package."""
+    folder = resources.files("glowflow.explorer").joinpath("static")
+    return {
+        path: (folder.joinpath(name).read_bytes(), kind) for path, (name, kind) in _STATIC.items()
+    }
+
+
 def create_app(explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Starlette:
     """The ASGI app serving ``explorer``: the page at ``/`` and the API under ``/api/``."""
-    static = {
-        path: (resources.files("glowflow.explorer").joinpath("static", name).read_bytes(), kind)
-        for path, (name, kind) in _STATIC.items()
-    }
-
-    def run(fn: Callable, *args: Any):
-        return run_in_threadpool(fn, *args)
-
-    def _png(picture: Picture) -> Response:
-        return Response(png_bytes(picture.image), media_type="image/png", headers=_NO_STORE)
-
-    async def _facts(picture: Picture) -> dict[str, Any]:
-        """What the page shows beside a picture: its bits/dim, and a warning if it overflowed."""
-        bpd = await run(explorer.picture_bpd, picture.image)
-        return {"bpd": bpd, "overflow": picture.overflow, "warning": picture.warning}
-
-    async def page(request: Request) -> Response:
-        body, kind = static[request.url.path]
-        return Response(body, media_type=kind)
-
-    async def model(request: Request) -> Response:
-        return JSONResponse({**explorer.model_info(), "max_upload_bytes": max_upload_bytes})
-
-    async def attributes(request: Request) -> Response:
-        return JSONResponse({"attributes": explorer.attributes})
-
-    def _sample_args(request: Request) -> tuple[int, float, int | None]:
-        seed = _integer(request, "seed", 0)
-        return seed, _number(request, "temperature", 0.7), _integer(request, "label")
-
-    async def sample_png(request: Request) -> Response:
-        picture = await run(explorer.sample, *_sample_args(request))
-        return _png(picture)
-
-    async def sample_json(request: Request) -> Response:
-        seed, temperature, label = _sample_args(request)
-        picture = await run(explorer.sample, seed, temperature, label)
-        facts = await _facts(picture)
-        return JSONResponse({
-            **facts, "seed": seed, "temperature": temperature, "label": label,
-            "command": explorer.sample_command(seed, temperature, label),
-        })  # fmt: skip
-
-    async def add_image(request: Request) -> Response:
-        data = await _uploaded_file(request, max_upload_bytes)
-        entry = await run(explorer.add_image, data)
-        return JSONResponse(entry.to_dict())
-
-    async def image(request: Request) -> Response:
-        name = request.path_params["name"]
-        image_id, png = (name[:-4], True) if name.endswith(".png") else (name, False)
-        entry = explorer.image(image_id)
-        if png:
-            return Response(png_bytes(entry.image), media_type="image/png")
-        return JSONResponse(entry.to_dict())
-
-    async def edit_png(request: Request) -> Response:
-        return _png(await run(explorer.edit, _one(request, "image"), _amounts(request)))
-
-    async def edit_json(request: Request) -> Response:
-        image_id, amounts = _one(request, "image"), _amounts(request)
-        facts = await _facts(await run(explorer.edit, image_id, amounts))
-        return JSONResponse({
-            **facts, "amounts": explorer.check_amounts(amounts),
-            "command": explorer.edit_command(image_id, amounts),
-        })  # fmt: skip
-
-    def _mix_args(request: Request) -> tuple[str, str, float, str, str | None]:
-        path = _one(request, "path", False) or "linear"
-        t = _number(request, "t", 0.5)
-        return _one(request, "a"), _one(request, "b"), t, path, _one(request, "levels", False)
-
-    async def mix_png(request: Request) -> Response:
-        return _png(await run(explorer.mix, *_mix_args(request)))
-
-    async def mix_json(request: Request) -> Response:
-        args = _mix_args(request)
-        facts = await _facts(await run(explorer.mix, *args))
-        return JSONResponse({**facts, "command": explorer.mix_command(*args)})
-
-    async def explorer_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, UnknownImage):
-            return _error(404, str(exc), unknown_image=exc.image_id)
-        return _error(400, str(exc))
-
-    async def too_large(request: Request, exc: Exception) -> Response:
-        return _error(413, f"the upload is over {max_upload_bytes // 2**20} MiB; send a smaller "
-                           f"image")  # fmt: skip
-
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        if exc.status_code == 404:
-            return _error(404, f"no such page: {request.url.path[:80]}")
-        if exc.status_code == 405:
-            return _error(405, f"{request.method} is not allowed on {request.url.path[:80]}")
-        return _error(exc.status_code, str(exc.detail)[:200])
-
-    routes = [Route(path, page) for path in static]
-    routes += [
-        Route("/api/model", model),
-        Route("/api/attributes", attributes),
-        Route("/api/sample.png", sample_png),
-        Route("/api/sample.json", sample_json),
-        Route("/api/images", add_image, methods=["POST"]),
-        Route("/api/images/{name}", image),
-        Route("/api/edit.png", edit_png),
-        Route("/api/edit.json", edit_json),
-        Route("/api/mix.png", mix_png),
-        Route("/api/mix.json", mix_json),
-    ]
-    handlers = {
-        ExplorerError: explorer_error,
-        ImageInputError: explorer_error,
-        TooLarge: too_large,
-        HTTPException: http_error,
-    }
-    return Starlette(routes=routes, exception_handlers=handlers)
+    static = static_files()
+    routes = [Route(path, page) for path in static] + API
+    app = Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)
+    app.state.explorer = explorer
+    app.state.max_upload_bytes = max_upload_bytes
+    app.state.static = static
+    return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -17,6 +17,7 @@ from glowflow.hub.pretrained import (
     PathLike,
     PretrainedError,
     is_pretrained,
+    load_attributes,
     load_folder,
 )
 
@@ -49,6 +50,12 @@ class LoadedModel:
     step: int | None = None
     pretrained_dir: Path | None = None
     card: str | None = None
+
+    def shipped_directions(self) -> dict[str, Any] | None:
+        """The attribute directions a pretrained model ships with (computed on its training
+        data; see :func:`glowflow.hub.pretrained.load_attributes`), or None: a checkpoint
+        ships none."""
+        return load_attributes(self.pretrained_dir) if self.pretrained_dir else None
 
 
 def load_model(

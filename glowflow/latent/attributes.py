@@ -1,27 +1,26 @@
-"""Attribute directions over a labelled data set: which images count, and a cache of the result.
+"""Attribute directions over a labelled data set: which images count, and the one formula.
 
 An attribute is one of the data set's binary attributes (CelebA's 40, an npz's ``attrs``) or a
-class spec: ``class:A-vs-B`` (class A against class B) or ``class:A`` (A against the rest). The
-direction itself is :func:`glowflow.latent.latents.attribute_direction`; computing it encodes
-the whole data set, so it is kept in ``attributes.pt`` beside the checkpoint, keyed by everything it
-depends on.
+class spec: ``class:A-vs-B`` (class A against class B) or ``class:A`` (A against the rest). Its
+direction in the flat latent is the mean latent of the images with it minus the mean of those
+without: :func:`mean_differences`, which every direction here comes from, one attribute
+(:func:`attribute_direction`) or all of a data set's in one pass (:func:`all_directions`).
+Computing one encodes the whole data set; :mod:`glowflow.latent.directions` caches it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 
-from glowflow.data.datasets import DataError, ImageData
-from glowflow.files import atomic_save
-from glowflow.latent.latents import attribute_direction, encode_images
+from glowflow.data.formats import DataError
+from glowflow.data.imagedata import ImageData
+from glowflow.latent.latents import encode_images
 from glowflow.nn.model import GlowFlow
+
+Progress = Callable[[Iterable, int], Iterable]
 
 
 def attribute_masks(data: ImageData, name: str) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -70,139 +69,120 @@ def list_attributes(data: ImageData) -> str:
     return "\n".join(lines) or f"{data.name} has no attributes or labels"
 
 
-def content_digest(model: GlowFlow, data: ImageData) -> str:
-    """A sha256 of ``model``'s config and weights and of ``data``'s images, labels and
-    attributes: what a direction depends on, read from the tensors themselves, so that no
-    writer of a weights file or a data set (a copy that keeps the modification time, a model of
-    the same size, a changed file at the same path) can make a stale entry look current.
-
-    Hashing reads the weights and images once (a few seconds for a 1 GB data set on a 2-core
-    CPU), against an encoding pass over the whole set for the direction.
-    """
-    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-
-    def add(t: torch.Tensor) -> None:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        add(t)
-    for start in range(0, len(data), 4096):  # a store's images are read a chunk at a time
-        add(data.images[start : start + 4096])
-    for part in (data.labels, data.attrs):
-        if part is not None:
-            add(part)
-    h.update(repr((data.attr_names, data.class_names)).encode())
-    return h.hexdigest()
-
-
-def cache_entry(
-    weights: Path, model: GlowFlow, data: ImageData, options: dict[str, Any], beside: bool = True
-) -> tuple[Path, str]:
-    """Where the direction cache of the model in ``weights`` lives, and the key of one entry.
-
-    The key is the :func:`content_digest` of the model's weights and of ``data`` (the images
-    the direction is computed over, as loaded with ``options``) and every option the direction
-    depends on, so a retrained model or a changed data set never reuses an entry. A
-    run's cache sits beside its checkpoint (``beside``); a pretrained model's in the user's
-    cache folder (``$XDG_CACHE_HOME/glowflow``), never inside an installed package.
-    """
-    weights = weights.expanduser().resolve()
-    key = "|".join([content_digest(model, data),
-                    *(f"{k}={v}" for k, v in sorted(options.items()))])  # fmt: skip
-    if beside:
-        return weights.parent / "attributes.pt", key
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glowflow"
-    digest = hashlib.sha256(str(weights).encode()).hexdigest()[:16]
-    return root / f"attributes-{digest}.pt", key
-
-
-def cached_direction(
-    model: GlowFlow,
-    cache: Path,
-    key: str,
-    data: ImageData,
-    name: str,
-    progress: Callable[[Iterable, int], Iterable] | None = None,
-) -> tuple[torch.Tensor, dict[str, Any], bool]:
-    """The direction of attribute ``name`` over ``data``, read from the cache file ``cache``
-    under ``key`` if there, else computed and added to it.
-
-    ``key`` must name everything the direction depends on (the exact weights and ``data``, as
-    :func:`cache_entry` makes it); a
-    damaged cache is recomputed, never trusted. Returns ``(direction, info, was_cached)``.
-    """
-    entries: dict[str, Any] = {}
-    if cache.is_file():
-        try:
-            entries = torch.load(cache, weights_only=True).get("entries", {})
-        except Exception:  # any unreadable cache is simply rebuilt
-            entries = {}
-    if key in entries:
-        return entries[key]["direction"], entries[key]["info"], True
-    positive, negative, _ = attribute_masks(data, name)
-    labels = data.labels if model.config.num_classes is not None else None
-    direction, info = attribute_direction(
-        model, data.images, positive, negative, labels, progress=progress
-    )
-    entries[key] = {"direction": direction.cpu(), "info": info}
-    try:
-        atomic_save(cache, {"entries": entries})
-    except OSError:  # a folder we may not write to (a shared model): just do not cache
-        pass
-    return direction, info, False
-
-
 @torch.no_grad()
+def mean_differences(
+    model: GlowFlow,
+    images: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each attribute ``k``, ``mean(eps[positive[:, k]]) - mean(eps[negative[:, k]])``.
+
+    Latents are encoded a batch at a time (only the images some mask holds) and summed in
+    float64 on the CPU: ``P^T eps / n_pos - N^T eps / n_neg`` with the masks as 0/1 matrices.
+
+    Args:
+        images: uint8 ``(N, C, H, W)``.
+        positive, negative: bool ``(N, A)``, the images with and without each attribute.
+        labels: class labels ``(N,)``, needed by class-conditional models.
+
+    Returns:
+        float64 ``(A, D)`` differences (inf or NaN for an attribute with an empty side), and
+        the counts ``n_pos``, ``n_neg``, int64 ``(A,)``.
+    """
+    positive, negative = positive.bool().cpu(), negative.bool().cpu()
+    n_pos, n_neg = positive.sum(0), negative.sum(0)  # (A,)
+    keep = (positive | negative).any(1)
+    index = None if keep.all() else torch.nonzero(keep).flatten()  # slices read a store faster
+    n = len(images) if index is None else len(index)
+    pos_sum = torch.zeros(positive.shape[1], model.num_dims, dtype=torch.float64)  # (A, D)
+    neg_sum = pos_sum.clone()
+    starts = range(0, n, batch_size)
+    for s in progress(starts, len(starts)) if progress else starts:
+        rows = slice(s, s + batch_size) if index is None else index[s : s + batch_size]
+        y = labels[rows] if labels is not None else None
+        eps = encode_images(model, images[rows], y, batch_size).double().cpu()  # (B, D)
+        pos_sum += positive[rows].double().T @ eps
+        neg_sum += negative[rows].double().T @ eps
+    return pos_sum / n_pos[:, None] - neg_sum / n_neg[:, None], n_pos, n_neg
+
+
+def _summary(direction: torch.Tensor, n_pos: int, n_neg: int) -> dict[str, float]:
+    norm = direction.norm().item()
+    return {"positives": n_pos, "negatives": n_neg, "norm": norm,
+            "norm_per_sqrt_dim": norm / math.sqrt(direction.numel())}  # fmt: skip
+
+
+def attribute_direction(
+    model: GlowFlow,
+    images: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean latent of the images with an attribute minus the mean of those without.
+
+    Args:
+        images: uint8 ``(N, C, H, W)``.
+        positive: bool ``(N,)``, the images that have the attribute.
+        negative: bool ``(N,)``, those that count as not having it (default: ``~positive``).
+        labels: class labels, needed by class-conditional models.
+
+    Returns:
+        The direction ``(D,)`` (the model's device and dtype) and a summary (counts and the
+        direction's norm).
+    """
+    negative = ~positive if negative is None else negative
+    n_pos, n_neg = int(positive.sum()), int(negative.sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"need images with and without the attribute, got {n_pos} and {n_neg}")
+    differences, _, _ = mean_differences(
+        model, images, positive[:, None], negative[:, None], labels, batch_size, progress
+    )
+    p = next(model.parameters())
+    direction = differences[0].to(p.device, p.dtype)
+    return direction, _summary(direction, n_pos, n_neg)
+
+
 def all_directions(
     model: GlowFlow,
     data: ImageData,
     batch_size: int = 64,
-    progress: Callable[[Iterable, int], Iterable] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The direction of every binary attribute of ``data``, from one pass over its images:
-    ``{"names", "directions" (A, D), "info"}``, as a pretrained folder ships them.
+    """The direction of every binary attribute of ``data`` that some images have and some do
+    not, from one pass over its images: ``{"names", "directions" (A, D) float32, "info"}``, as a
+    pretrained folder ships them.
 
-    Each is what :func:`glowflow.latent.latents.attribute_direction` gives for that attribute.
+    Raises:
+        DataError: when ``data`` has no attributes, or none with images on both sides.
     """
     if data.attrs is None:
         raise DataError(f"{data.name} has no attributes to compute directions for")
-    labels = data.labels if model.config.num_classes is not None else None
-    attrs = data.attrs.double()  # (N, A)
-    pos_sum = torch.zeros(attrs.shape[1], model.num_dims, dtype=torch.float64)
-    all_sum = torch.zeros(model.num_dims, dtype=torch.float64)
-    starts = range(0, len(data), batch_size)
-    for s in progress(starts, len(starts)) if progress else starts:
-        y = labels[s : s + batch_size] if labels is not None else None
-        eps = encode_images(model, data.images[s : s + batch_size], y, batch_size)
-        eps = eps.double().cpu()  # (B, D)
-        pos_sum += attrs[s : s + batch_size].T @ eps
-        all_sum += eps.sum(0)
-    n_pos = attrs.sum(0)  # (A,)
-    n_neg = len(data) - n_pos
-    keep = (n_pos > 0) & (n_neg > 0)
-    directions = pos_sum / n_pos[:, None] - (all_sum - pos_sum) / n_neg[:, None]
-    if not keep.any():
+    positive = data.attrs.bool()  # (N, A)
+    usable = positive.any(0) & (~positive).any(0)
+    if not usable.any():
         raise DataError(f"no attribute of {data.name} has images both with and without it")
-    names, rows, info = [], [], []
-    for k in torch.nonzero(keep).flatten().tolist():
-        norm = directions[k].norm().item()
-        names.append(data.attr_names[k])
-        rows.append(directions[k].float())
-        info.append({
-            "positives": int(n_pos[k]), "negatives": int(n_neg[k]), "norm": norm,
-            "norm_per_sqrt_dim": norm / math.sqrt(model.num_dims),
-        })  # fmt: skip
-    return {"names": names, "directions": torch.stack(rows), "info": info}
+    positive = positive[:, usable]
+    labels = data.labels if model.config.num_classes is not None else None
+    differences, n_pos, n_neg = mean_differences(
+        model, data.images, positive, ~positive, labels, batch_size, progress
+    )
+    names = [n for n, k in zip(data.attr_names, usable.tolist()) if k]
+    info = [_summary(d, int(p), int(q)) for d, p, q in zip(differences, n_pos, n_neg)]
+    return {"names": names, "directions": differences.float(), "info": info}
 
 
 def dataset_directions(
     model: GlowFlow,
     data: ImageData,
     batch_size: int = 64,
-    progress: Callable[[Iterable, int], Iterable] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The direction of every binary attribute and every class of ``data`` (each class against
     the rest, named ``class:NAME``), in the form of :func:`all_directions`.

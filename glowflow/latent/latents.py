@@ -1,4 +1,5 @@
-"""The paper's latent-space tools: temperature sampling, interpolation, attribute directions.
+"""The paper's latent-space tools: temperature sampling, encoding and decoding, interpolation
+(whole latents or level by level), and moving images along a direction.
 
 All work on the flat standardised latent of :meth:`glowflow.Glow.encode`, where the model's
 prior is ``N(0, I)``: a temperature ``T`` scales it, and moving along a direction in it moves
@@ -7,9 +8,8 @@ every level's latent at once.
 
 from __future__ import annotations
 
-import math
 import warnings
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -27,21 +27,6 @@ def seed_latents(seeds: Sequence[int], num_dims: int, device=None, dtype=None) -
 def _params(model: GlowFlow) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters())
     return p.device, p.dtype
-
-
-def _decode(model: GlowFlow, eps: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """Decoded images in the model's range. A latent far from what the model learned (a long
-    move along a direction, a high temperature) can overflow on the way back to pixels; such
-    pixels come out black (NaN) or saturated (inf), with a warning that counts the images."""
-    x = model.decode(eps, y)
-    bad = ~torch.isfinite(x).flatten(1).all(1)
-    if bad.any():
-        warnings.warn(
-            f"{int(bad.sum())} image(s) decoded to inf or NaN (drawn black or saturated): their "
-            f"latents lie far outside what the model learned (try smaller alphas or temperatures)",
-            stacklevel=3,
-        )
-    return x
 
 
 def _batched(fn: Callable[[slice], torch.Tensor], n: int, batch_size: int) -> torch.Tensor:
@@ -83,17 +68,53 @@ def encode_images(
 
 
 @torch.no_grad()
+def decode_with_overflow(
+    model: GlowFlow, eps: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images ``(N, C, H, W)`` from flat latents ``(N, D)`` used as given (temperature
+    1), and bool ``(N,)``: which of them overflowed.
+
+    A latent far from what the model learned (a long move along a direction, a high
+    temperature) can overflow on the way back to pixels; such pixels come out black (NaN) or
+    saturated (inf). Nothing is warned about here: the caller says so as it sees fit.
+    """
+    device, dtype = _params(model)
+    images, overflow = [], []
+    for s in range(0, len(eps), batch_size):
+        part = slice(s, s + batch_size)
+        y = labels[part].to(device) if labels is not None else None
+        x = model.decode(eps[part].to(device, dtype), y)  # (B, C, H, W) in the model's range
+        overflow.append(~torch.isfinite(x).flatten(1).all(1))
+        images.append(postprocess(x, model.config.n_bits))
+    return torch.cat(images), torch.cat(overflow)
+
+
 def decode_latents(
     model: GlowFlow, eps: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 64
 ) -> torch.Tensor:
-    """uint8 images from flat latents (temperature 1: the latents are used as given)."""
-    device, _ = _params(model)
+    """uint8 images from flat latents (temperature 1: the latents are used as given), with a
+    warning that counts the images that overflowed (see :func:`decode_with_overflow`)."""
+    images, overflow = decode_with_overflow(model, eps, labels, batch_size)
+    if overflow.any():
+        warnings.warn(
+            f"{int(overflow.sum())} image(s) decoded to inf or NaN (drawn black or saturated): "
+            f"their latents lie far outside what the model learned (try smaller alphas or "
+            f"temperatures)",
+            stacklevel=2,
+        )
+    return images
 
-    def decode(s: slice) -> torch.Tensor:
-        y = labels[s].to(device) if labels is not None else None
-        return postprocess(_decode(model, eps[s].to(device), y), model.config.n_bits)
 
-    return _batched(decode, len(eps), batch_size)
+def reconstruction_errors(
+    images: torch.Tensor, reconstructions: torch.Tensor, n_bits: int
+) -> torch.Tensor:
+    """int64 ``(N,)``: the largest grey-level error of each reconstruction (``decode(encode(x))``)
+    against its uint8 input as an ``n_bits`` model sees it, that is quantised to ``n_bits``:
+    ``postprocess(preprocess(x, n_bits, dequantize=False), n_bits)``. The flow being exact, it
+    is 0 up to rounding."""
+    seen = postprocess(preprocess(images, n_bits, dequantize=False), n_bits)
+    diff = reconstructions.cpu().long() - seen.cpu().long()
+    return diff.flatten(1).abs().amax(1)
 
 
 def interpolation_weights(steps: int) -> torch.Tensor:
@@ -134,6 +155,44 @@ def interpolate_at(
     return unit * ((1 - t) * na + t * nb)
 
 
+#: How :func:`mix_levels` takes a level's latent: from ``a``, from ``b``, or mixed at ``t``.
+LEVEL_CHOICES = "abm"
+
+
+def level_slices(model: GlowFlow) -> list[slice]:
+    """Where each level's latent lies in the flat latent, finest level first."""
+    out, start = [], 0
+    for c, h, w in model.latent_shapes():
+        out.append(slice(start, start + c * h * w))
+        start += c * h * w
+    return out
+
+
+def mix_levels(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    levels: str,
+    t: float,
+    spherical: bool,
+    slices: Sequence[slice],
+) -> torch.Tensor:
+    """A flat latent ``(D,)`` that takes each level's part from ``a`` or from ``b`` (both
+    ``(D,)``), or mixes it: ``levels`` has one of :data:`LEVEL_CHOICES` per level (finest level
+    first, where ``slices`` says it lies). The levels marked ``m``, taken together as one
+    vector, are the point at ``t`` on the path of :func:`interpolate_at`, computed in float64."""
+    eps = a.clone()
+    mixed = torch.zeros_like(eps, dtype=torch.bool)
+    for choice, part in zip(levels, slices):
+        if choice == "b":
+            eps[part] = b[part]
+        mixed[part] = choice == "m"
+    if mixed.any():
+        at = torch.tensor([t], dtype=torch.float64)
+        point = interpolate_at(a[mixed].double(), b[mixed].double(), at, spherical)[0]
+        eps[mixed] = point.to(eps.dtype)
+    return eps
+
+
 @torch.no_grad()
 def interpolate_images(
     model: GlowFlow,
@@ -161,54 +220,6 @@ def interpolate_images(
             y = torch.where(t < 0.5, ya[k], yb[k]).long()
         rows.append(decode_latents(model, path, y))
     return torch.stack(rows)
-
-
-@torch.no_grad()
-def attribute_direction(
-    model: GlowFlow,
-    images: torch.Tensor,
-    positive: torch.Tensor,
-    negative: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-    batch_size: int = 64,
-    progress: Callable[[Iterable, int], Iterable] | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean latent of the images with an attribute minus the mean of those without.
-
-    Args:
-        images: uint8 ``(N, C, H, W)``.
-        positive: bool ``(N,)``, the images that have the attribute.
-        negative: bool ``(N,)``, those that count as not having it (default: ``~positive``).
-        labels: class labels, needed by class-conditional models.
-
-    Returns:
-        The direction ``(D,)`` and a summary (counts and the direction's norm).
-    """
-    negative = ~positive if negative is None else negative
-    n_pos, n_neg = int(positive.sum()), int(negative.sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"need images with and without the attribute, got {n_pos} and {n_neg}")
-    device, dtype = _params(model)
-    sums = {True: torch.zeros(model.num_dims, dtype=torch.float64, device=device)}
-    sums[False] = sums[True].clone()
-    keep = positive | negative
-    index = torch.nonzero(keep).flatten()
-    starts = range(0, len(index), batch_size)
-    for s in progress(starts, len(starts)) if progress else starts:
-        idx = index[s : s + batch_size]
-        y = labels[idx] if labels is not None else None
-        eps = encode_images(model, images[idx], y, batch_size).double()
-        pos = positive[idx].to(device)
-        sums[True] += eps[pos].sum(0)
-        sums[False] += eps[negative[idx].to(device)].sum(0)
-    direction = (sums[True] / n_pos - sums[False] / n_neg).to(dtype)
-    info = {
-        "positives": n_pos,
-        "negatives": n_neg,
-        "norm": direction.norm().item(),
-        "norm_per_sqrt_dim": direction.norm().item() / math.sqrt(model.num_dims),
-    }
-    return direction, info
 
 
 @torch.no_grad()

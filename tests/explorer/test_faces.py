@@ -133,3 +133,15 @@ def test_a_face_at_the_edge_is_cropped_with_the_border_repeated():
     assert framing.method == "face detector"
     assert framing.box[0] < 0  # reaches past the left edge
     assert framed.size == (64, 64)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (3, 24, 32)])
+def test_an_upload_becomes_a_writable_array_in_the_models_layout(shape):
+    c, h, w = shape
+    photo = Image.fromarray(np.arange(60 * 90 * 3, dtype=np.uint8).reshape(60, 90, 3))
+    array, framing, size = faces.frame_upload(_bytes(photo), shape, faces=False)
+    assert array.shape == shape and array.dtype == np.uint8 and array.flags.writeable
+    assert size == (90, 60) and framing.method == "centre crop"
+    framed, _ = frame_image(decode_image(_bytes(photo), c), (w, h), False)
+    want = np.asarray(framed).reshape(h, w, c).transpose(2, 0, 1)
+    assert np.array_equal(array, want)

@@ -15,11 +15,16 @@ from PIL import Image
 from glowflow import Glow, preprocess
 from glowflow.config import TrainConfig
 from glowflow.latent.latents import (
-    attribute_direction,
+    decode_latents,
+    decode_with_overflow,
     encode_images,
+    interpolate_at,
     interpolate_images,
     interpolate_latents,
+    level_slices,
     manipulate_images,
+    mix_levels,
+    reconstruction_errors,
     sample_images,
     seed_latents,
 )
@@ -95,21 +100,6 @@ def test_slerp_keeps_ends_and_interpolates_norms():
     assert torch.allclose(norms, torch.linspace(a.norm().item(), b.norm().item(), 5))
     lin = interpolate_latents(a, b, 3)
     assert torch.allclose(lin[1], (a + b) / 2)
-
-
-def test_attribute_direction_is_difference_of_means():
-    model = Glow((1, 8, 8), levels=2, depth=1, hidden_channels=8).double()
-    images = torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8)
-    model.initialize(preprocess(images, dtype=torch.float64))
-    model.eval()
-    positive = torch.arange(20) % 3 == 0
-    direction, info = attribute_direction(model, images, positive, batch_size=7)
-    eps = encode_images(model, images)
-    expected = eps[positive].mean(0) - eps[~positive].mean(0)
-    assert torch.allclose(direction, expected, atol=1e-10)
-    assert (info["positives"], info["negatives"]) == (7, 13)
-    with pytest.raises(ValueError, match="with and without"):
-        attribute_direction(model, images, torch.zeros(20, dtype=torch.bool))
 
 
 def test_cli_sample_grid_with_temperature_rows(trained, tmp_path):
@@ -208,18 +198,51 @@ def test_reconstruction_check_uses_the_models_bit_depth(tmp_path):
     )
 
 
-def test_a_decode_that_overflows_is_drawn_black_with_a_warning():
-    from glowflow.latent.latents import decode_latents
-
+def small_model() -> Glow:
     model = Glow((1, 8, 8), levels=2, depth=1, hidden_channels=8).double()
     model.initialize(preprocess(torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)))
-    model.eval()
+    return model.eval()
+
+
+def test_a_decode_that_overflows_is_drawn_black_with_a_warning(recwarn):
+    model = small_model()
     eps = torch.randn(3, model.num_dims, generator=torch.Generator().manual_seed(1))
     eps[1] = float("inf")
+    images, overflow = decode_with_overflow(model, eps, batch_size=2)
+    assert overflow.tolist() == [False, True, False] and not recwarn.list  # flagged, not warned
     with pytest.warns(UserWarning, match="^1 image.*decoded to inf or NaN.*smaller alphas"):
-        images = decode_latents(model, eps)
+        assert torch.equal(decode_latents(model, eps), images)
     assert (images[1] == 0).all()
     assert torch.equal(images[[0, 2]], decode_latents(model, eps[[0, 2]]))
+
+
+def test_reconstruction_errors_compare_with_the_input_as_the_model_sees_it():
+    images = torch.tensor([[[[0, 7], [8, 255]]], [[[100, 101], [102, 103]]]], dtype=torch.uint8)
+    seen = images // 8 * 8  # what a 5-bit model sees: the bottom 3 bits dropped
+    assert reconstruction_errors(images, seen, 5).tolist() == [0, 0]
+    off = seen.clone()
+    off[1, 0, 1, 1] += 16
+    assert reconstruction_errors(images, off, 5).tolist() == [0, 16]
+    assert reconstruction_errors(images, seen, 8).tolist() == [7, 7]  # 8 bits: every bit counts
+    model = small_model()
+    big = images.repeat(1, 1, 4, 4)  # (2, 1, 8, 8)
+    back = decode_latents(model, encode_images(model, big))  # the flow is exact in float64
+    assert reconstruction_errors(big, back, 8).tolist() == [0, 0]
+
+
+def test_mixing_levels_takes_each_from_the_latent_it_names():
+    model = small_model()
+    fine, top = slices = level_slices(model)
+    assert fine.start == 0 and fine.stop == top.start and top.stop == model.num_dims
+    a, b = torch.randn(model.num_dims), torch.randn(model.num_dims)
+    assert torch.equal(mix_levels(a, b, "ab", 0.3, False, slices), torch.cat([a[fine], b[top]]))
+    assert torch.equal(mix_levels(a, b, "bb", 0.3, False, slices), b)
+    at = torch.tensor([0.3], dtype=torch.float64)
+    both = mix_levels(a, b, "mm", 0.3, True, slices)
+    assert torch.equal(both, interpolate_at(a, b, at, spherical=True)[0])
+    coarse = mix_levels(a, b, "am", 0.3, True, slices)
+    assert torch.equal(coarse[fine], a[fine])
+    assert torch.equal(coarse[top], interpolate_at(a[top], b[top], at, spherical=True)[0])
 
 
 def test_exported_model_edits_image_files_with_its_own_directions(trained, tmp_path):

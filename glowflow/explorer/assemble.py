@@ -1,0 +1,88 @@
+"""The explorer of a loaded model, as ``glowflow serve`` assembles it: which directions it
+edits along, which images its gallery offers, how it frames uploads, and the options by which
+the command lines it shows name the same data."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from glowflow.data.imagedata import ImageData
+from glowflow.explorer.checks import FRAMINGS, ExplorerError
+from glowflow.explorer.explorer import Explorer
+from glowflow.hub.gallery import Gallery, load_gallery
+from glowflow.hub.load import LoadedModel
+from glowflow.latent.attributes import dataset_directions
+
+#: The attribute that marks a face model (one trained with CelebA's attributes).
+FACE_ATTRIBUTE = "Smiling"
+
+
+def dataset_words(spec: str, image_size: int | None = None, pad: int | None = None) -> list[str]:
+    """The options by which a ``glowflow`` command loads the data set ``spec`` as given here."""
+    words = ["--dataset", spec]
+    for flag, value in (("--image-size", image_size), ("--pad", pad)):
+        if value is not None:
+            words += [flag, str(value)]
+    return words
+
+
+def frames_faces(framing: str, attr_names: list[str] | None) -> bool:
+    """Whether uploads are framed around a detected face: ``framing`` is one of
+    :data:`FRAMINGS`; ``auto`` means faces for a model with CelebA's attributes."""
+    if framing not in FRAMINGS:
+        raise ExplorerError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
+    return framing == "face" or (framing == "auto" and FACE_ATTRIBUTE in (attr_names or []))
+
+
+def build_explorer(
+    loaded: LoadedModel,
+    data: ImageData | None = None,
+    dataset: str | None = None,
+    image_size: int | None = None,
+    pad: int | None = None,
+    limit: int | None = None,
+    gallery_size: int = 24,
+    framing: str = "auto",
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> Explorer:
+    """The explorer of ``loaded``, with what it ships or what ``data`` gives.
+
+    Directions: those the model ships; else, for ``data`` with attributes or labels, every
+    attribute's and every class's computed over it (:func:`dataset_directions`, with
+    ``progress``); else none. Gallery: the first ``gallery_size`` images of ``data``; else the
+    gallery a pretrained folder ships; else none. The command lines shown name the model as it
+    was asked for (``loaded.name``) and the data set by its spec and options.
+
+    Args:
+        loaded: the model and what is known of it.
+        data: labelled images, as loaded from the spec ``dataset`` with ``image_size``,
+            ``pad`` and ``limit`` (its first images), checked to fit the model; or None.
+        dataset: the spec ``data`` was loaded from (default ``data.name``, which
+            :func:`glowflow.data.datasets.load_dataset` sets to it).
+        framing: one of :data:`glowflow.explorer.checks.FRAMINGS`.
+
+    Raises:
+        ExplorerError: for an unknown ``framing``.
+    """
+    faces = frames_faces(framing, loaded.attr_names)
+    folder = loaded.pretrained_dir
+    directions: dict[str, Any] | None = loaded.shipped_directions()
+    direction_words: list[str] = []
+    if data is None:
+        gallery = load_gallery(folder) if folder else None
+        gallery_words = ["--dataset", gallery.spec] if gallery else None
+    else:
+        dataset = dataset or data.name
+        gallery_words = dataset_words(dataset, image_size, pad)
+        if directions is None and (data.attrs is not None or data.labels is not None):
+            directions = dataset_directions(loaded.model, data, progress=progress)
+            direction_words = gallery_words + (["--max-images", str(limit)] if limit else [])
+        n = min(gallery_size, len(data))
+        labels = None if data.labels is None else data.labels[:n]
+        names = [f"{dataset} #{i}" for i in range(n)]
+        gallery = Gallery(data.images[:n], names, None, dataset, labels)
+    return Explorer(
+        loaded.model, directions, gallery, checkpoint=loaded.name, gallery_words=gallery_words,
+        direction_words=direction_words, class_names=loaded.class_names, faces=faces,
+        name=loaded.name,
+    )  # fmt: skip
