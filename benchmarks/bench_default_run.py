@@ -9,7 +9,8 @@ Each run is ``python -m glowflow train --steps N --no-progress --out TMP`` with 
 ``PYTHONPATH`` (the default model, data set and options of that tree); steps/s is the trained
 steps over the training loop's own clock (``summary.json``'s ``elapsed_s``), so start-up, the
 final evaluation and the sample grid are not counted. The trees take turns, repetition by
-repetition, and each figure is the median over the repetitions.
+repetition, and each figure is the median over the repetitions. (The default run trains
+without memory saving, so no tree changes the process's malloc settings.)
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_ports import commit_of, cpu_facts  # this folder is on sys.path when run
+from common import command_line, commit_of, machine, machine_line
 
 
 def run_once(tree: Path, steps: int, threads: int) -> dict:
@@ -53,11 +52,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="write the JSON record here")
     args = p.parse_args()
     trees = [Path(t) for t in args.trees.split(",")]
-    import torch
-
-    machine = {"cpu": cpu_facts()["cpu"], "threads": args.threads, "torch": torch.__version__,
-               "python": platform.python_version()}  # fmt: skip
-    print(f"machine: {machine['cpu']}, {args.threads} threads, torch {machine['torch']}")
+    facts = machine(args.threads)
+    print(machine_line(facts))
     runs = []
     for rep in range(args.repeats):
         for tree in trees:
@@ -74,10 +70,9 @@ def main() -> None:
     for row in rows:
         ratio = row["steps_per_s"] / rows[-1]["steps_per_s"]
         print(f"{row['commit']:<16} {row['steps_per_s']:6.2f} steps/s  {ratio:.2f}x the last")
-    command = shlex.join(["python", "benchmarks/bench_default_run.py", *sys.argv[1:]])
-    record = {"benchmark": "default run steps/s", "machine": machine, "steps": args.steps,
-              "rows": rows, "runs": runs, "command": command}  # fmt: skip
-    print(json.dumps({"machine": machine, "rows": rows}))
+    record = {"benchmark": "default run steps/s", "machine": facts, "steps": args.steps,
+              "rows": rows, "runs": runs, "command": command_line()}  # fmt: skip
+    print(json.dumps({"machine": facts, "rows": rows}))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=1) + "\n")

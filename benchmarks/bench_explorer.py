@@ -18,7 +18,6 @@ import http.client
 import io
 import json
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -28,21 +27,8 @@ import urllib.parse
 from pathlib import Path
 
 import numpy as np
-import torch
+from common import command_line, commit_of, machine, machine_line
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ports import commit_of  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def free_port() -> int:
@@ -160,15 +146,10 @@ def main() -> None:
         **next(iter(by_tree.values())),  # the first tree's medians
         "trees": {t: {"commit": commit_of(Path(t)) if t != "installed" else None, **f,
                       "runs": runs[t]} for t, f in by_tree.items()},
-        "machine": {"cpu": cpu_model(), "cores": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version()},
-        "command": " ".join(["python", "benchmarks/bench_explorer.py", *sys.argv[1:]]),
+        "machine": machine(), "command": command_line(),
     }  # fmt: skip
-    m = record["machine"]
-    print(
-        f"machine: {m['cpu']}, {m['cores']} threads, torch {m['torch']}, "
-        f"server threads {args.threads}; medians of {args.repeats} server(s) per tree"
-    )
+    print(f"{machine_line(record['machine'])}, server threads {args.threads}; medians of "
+          f"{args.repeats} server(s) per tree")  # fmt: skip
     print(f"{'tree':<24} {'edits':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
     for t, f in by_tree.items():
         print(f"{t[-24:]:<24} {args.edits:>5} {f['p50_ms']:>7} {f['p95_ms']:>7} {f['max_ms']:>7}")

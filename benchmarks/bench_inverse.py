@@ -10,7 +10,9 @@ JSON line:
 
 Cases: the ports benchmark's model (32x32x3, L=3, K=8, width 256) sampling 1 and 64 images and
 taking a memory-saving training step on 64, and the bundled ``celeba64`` model decoding 1
-image (the explorer's edit).
+image (the explorer's edit). Before the memory-saving step the process calls
+``glowflow.train.reuse_freed_memory()``, as glowflow advises for a training loop of one's own,
+and the setting stays for the decode after it.
 """
 
 from __future__ import annotations
@@ -18,17 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from unittest import mock
 
 import torch
+from common import command_line, commit_of, machine, machine_line
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ports import commit_of, cpu_facts  # noqa: E402
-
-from glowflow import Glow, invconv  # noqa: E402
+from glowflow import Glow
+from glowflow.nn import invconv
+from glowflow.train import reuse_freed_memory
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -94,6 +95,7 @@ def main() -> None:
         rows.append(compare(f"ports model, sample {n}", ports, sample, args.repeats))
     saving = Glow((3, 32, 32), levels=3, depth=8, hidden_channels=256, memory_saving=True)
     saving.load_state_dict(ports.state_dict())
+    reuse_freed_memory()  # before a memory-saving model trains on a CPU
     x = torch.rand(64, 3, 32, 32) - 0.5
 
     def train_step() -> None:
@@ -106,15 +108,13 @@ def main() -> None:
     eps = torch.randn(1, celeba.num_dims, generator=g.manual_seed(1))
     rows.append(compare("celeba64, decode 1", celeba,
                         lambda: celeba.decode(eps, temperature=0.7), args.repeats))  # fmt: skip
-    facts = cpu_facts()
     record = {
-        "machine": {**facts, "threads": args.threads, "torch": torch.__version__},
-        "glowflow_commit": commit_of(Path(__file__).resolve().parents[1]),
-        "command": "python benchmarks/bench_inverse.py --out benchmarks/results/inverse.json",
+        "machine": machine(args.threads),
+        "glowflow_commit": commit_of(),
+        "command": command_line(),
         "rows": rows,
     }
-    print(f"machine: {facts['cpu']} [{' '.join(facts['flags'])}], {args.threads} threads, "
-          f"torch {torch.__version__}")  # fmt: skip
+    print(machine_line(record["machine"]))
     print("| case | 1x1 layers | inverses computed, ms | ready-made, ms | ratio |")
     print("|---|---|---|---|---|")
     for r in rows:

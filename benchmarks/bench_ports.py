@@ -13,15 +13,20 @@ fresh process (so its peak memory is its own and no allocator state carries over
 implementations take turns, repetition by repetition, and each figure is the median over the
 repetitions of a median over at least five timed steps after warm-up. glowflow is measured as
 a Python user calls it: ``Glow(...)`` with its defaults, ``initialize``, ``log_prob``,
-``backward`` and ``torch.optim.Adam``; ``sample(n, temperature=...)``.
+``backward`` and ``torch.optim.Adam``; ``sample(n, temperature=...)``; with memory saving
+(``glowflow-ms``) on a CPU it first calls ``glowflow.train.reuse_freed_memory()``, as the
+library advises a user who trains such a model in a loop of their own.
 
     python benchmarks/bench_ports.py --peers-root /tmp/peers --out benchmarks/results/ports.json
 
 The configuration is the same for all: 32x32x3 images, L=3, K=8 (and 16, 32 for memory), width
-256, LU-decomposed 1x1 convolutions, affine coupling, batch 64, fp32. Peak memory is the
-resident set of a fresh process (the default glibc allocator) after warm-up and timed steps,
-minus nothing; ``params`` lets a reader subtract the parameter state (16 bytes a parameter:
-weights, gradients and Adam's two moments).
+256, LU-decomposed 1x1 convolutions, affine coupling, batch 64, fp32. Peak memory
+(``peak_rss_mb``) is VmHWM, the high-water mark of the resident set of the training process's
+own address space (``/proc/self/status``), read after its warm-up and timed steps: everything
+that process held at its peak (the interpreter, torch, the model, its gradients, Adam's state
+and the activations), with the default glibc allocator settings and minus nothing. ``params``
+lets a reader subtract the parameter state (16 bytes a parameter: weights, gradients and Adam's
+two moments).
 """
 
 from __future__ import annotations
@@ -31,14 +36,24 @@ import importlib.util
 import json
 import math
 import os
-import platform
-import resource
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
+
+from common import (
+    SINGLE,
+    FreshProcessError,
+    command_line,
+    commit_of,
+    machine,
+    machine_line,
+    mm_flops_per_s,
+    peak_rss_mb,
+    reply,
+    run_fresh,
+)
 
 PORTS = {
     "rosinality": (("rosinality+glow-pytorch", "glow-pytorch"),
@@ -46,46 +61,6 @@ PORTS = {
     "y0ast": (("y0ast+Glow-PyTorch", "Glow-PyTorch"), "13c7b013dde32600e732416f2ed15438d686636f"),
 }  # fmt: skip
 IMPLEMENTATIONS = ("glowflow", "glowflow-ms", *PORTS)  # -ms: Glow(..., memory_saving=True)
-
-
-# ----------------------------------------------------------------------------- the machine
-def cpu_facts() -> dict:
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
-                          "amx_tile", "avx_vnni")  # fmt: skip
-                flags = [f for f in wanted if f in have]
-    except OSError:
-        pass
-    return {"cpu": model, "flags": flags}
-
-
-def commit_of(tree: Path) -> str:
-    """The git commit of a source tree, marked ``+changes`` if its package has edits."""
-    out = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True)  # fmt: skip
-    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--", "glowflow"],
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
-    return (out.stdout.strip() or "unknown") + ("+changes" if dirty else "")
-
-
-def mm_rate(dtype, n: int = 1024) -> float:
-    import torch
-
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(10):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times)
 
 
 # ----------------------------------------------------------------------------- the adapters
@@ -118,6 +93,11 @@ class GlowflowAdapter:
         self.model = Glow((3, 32, 32), levels=cfg["levels"], depth=cfg["depth"],
                           hidden_channels=cfg["width"], memory_saving=memory_saving)  # fmt: skip
         self.n_bits = 8
+        on_cpu = cfg.get("device", "cpu").split(":")[0] == "cpu"
+        if memory_saving and cfg["kind"] == "train" and on_cpu:
+            from glowflow.train import reuse_freed_memory
+
+            reuse_freed_memory()  # what a user's own training loop of such a model does first
 
     def initialize(self, x):
         self.model.initialize(x)
@@ -195,7 +175,30 @@ ADAPTERS = {
 
 
 # ----------------------------------------------------------------------------- one process
+def synthetic_batch(batch: int):
+    """Dequantised uniform noise images in [-0.5, 0.5): the same for every implementation."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 256, (batch, 3, 32, 32), generator=g).float() + torch.rand(
+        batch, 3, 32, 32, generator=g)) / 256 - 0.5  # fmt: skip
+
+
+def timed_steps(cfg: dict, step: Callable[[], Any], sync: Callable[[], None]) -> tuple[list, Any]:
+    """The seconds of each of ``cfg["steps"]`` calls of ``step`` after ``cfg["warmup"]`` untimed
+    ones, and what the last call returned."""
+    times, out = [], None
+    for k in range(cfg["warmup"] + cfg["steps"]):
+        start = time.perf_counter()
+        out = step()
+        sync()
+        if k >= cfg["warmup"]:
+            times.append(time.perf_counter() - start)
+    return times, out
+
+
 def run_single(cfg: dict) -> dict:
+    """One implementation's training or sampling figures, in this process."""
     import torch
 
     torch.set_num_threads(cfg["threads"])
@@ -209,56 +212,49 @@ def run_single(cfg: dict) -> dict:
             torch.cuda.synchronize(device)
 
     params = sum(p.numel() for p in model.parameters())
-    g = torch.Generator().manual_seed(0)
-    x = (torch.randint(0, 256, (cfg["batch"], 3, 32, 32), generator=g).float() + torch.rand(
-        cfg["batch"], 3, 32, 32, generator=g)) / 256 - 0.5  # fmt: skip
-    x = x.to(device)
+    x = synthetic_batch(cfg["batch"]).to(device)
     adapter.initialize(x)
     out = {"impl": cfg["impl"], "kind": cfg["kind"], "depth": cfg["depth"], "params": params}
     if cfg["kind"] == "train":
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        times = []
-        for k in range(cfg["warmup"] + cfg["steps"]):
-            t = time.perf_counter()
+
+        def step():
             loss = adapter.loss(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sync()
-            if k >= cfg["warmup"]:
-                times.append(time.perf_counter() - t)
+            return loss
+
+        times, loss = timed_steps(cfg, step, sync)
         out["images_per_s"] = cfg["batch"] / statistics.median(times)
-        out["loss_finite"] = bool(math.isfinite(float(loss)))
-        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["loss_finite"] = bool(math.isfinite(float(loss.detach())))
+        out["peak_rss_mb"] = peak_rss_mb()
         if device.type == "cuda":
             out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         model.eval()
-        times = []
-        for k in range(cfg["warmup"] + cfg["steps"]):
-            t = time.perf_counter()
-            images = adapter.sample(cfg["batch"], cfg["temperature"])
-            sync()
-            if k >= cfg["warmup"]:
-                times.append(time.perf_counter() - t)
+        times, images = timed_steps(
+            cfg, lambda: adapter.sample(cfg["batch"], cfg["temperature"]), sync
+        )
         out["images_per_s"] = cfg["batch"] / statistics.median(times)
         out["finite_fraction"] = float(torch.isfinite(images).float().mean())
     return out
 
 
 def spawn(cfg: dict) -> dict:
+    """``run_single(cfg)`` in a fresh process with the default allocator, as a user has it."""
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg["threads"])}
     for var in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "LD_PRELOAD"):
-        env.pop(var, None)  # the default allocator, as a user has it
-    r = subprocess.run([sys.executable, __file__, "--single", json.dumps(cfg)],
-                       capture_output=True, text=True, env=env)  # fmt: skip
-    if r.returncode != 0:
-        raise SystemExit(f"{cfg['impl']} {cfg['kind']} K={cfg['depth']} failed:\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+        env.pop(var, None)
+    try:
+        return run_fresh(__file__, cfg, env)
+    except FreshProcessError as e:
+        what = f"{cfg['impl']} {cfg['kind']} K={cfg['depth']}"
+        raise SystemExit(f"{what} failed:\n{e.stderr}") from None
 
 
 # ----------------------------------------------------------------------------- the table
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--peers-root", type=Path, help="folder holding the ports' checkouts")
     p.add_argument("--repeats", type=int, default=5, help="processes per figure, interleaved")
@@ -269,32 +265,36 @@ def main() -> None:
     p.add_argument("--memory-depths", default="8,16,32")
     p.add_argument("--only", default=",".join(IMPLEMENTATIONS))
     p.add_argument("--out", type=Path, help="write the JSON record here")
-    p.add_argument("--single", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.single:
-        print(json.dumps(run_single(json.loads(args.single))))
-        return
+    p.add_argument(SINGLE, help=argparse.SUPPRESS)
+    return p.parse_args()
 
-    import torch
 
+def available(root: Path | None, only: str) -> tuple[list[str], list[str]]:
+    """The implementations of ``only`` that can run, and the ports missing from ``root``."""
     impls, missing = [], []
-    for name in args.only.split(","):
-        if name.startswith("glowflow") or find_port(args.peers_root, name):
+    for name in only.split(","):
+        if name.startswith("glowflow") or find_port(root, name):
             impls.append(name)
         else:
             missing.append(name)
-    machine = {**cpu_facts(), "threads": args.threads, "torch": torch.__version__,
-               "python": platform.python_version()}  # fmt: skip
-    torch.set_num_threads(args.threads)
-    machine["mm_gflops"] = {"fp32": round(mm_rate(torch.float32) / 1e9, 1),
-                            "bf16": round(mm_rate(torch.bfloat16) / 1e9, 1)}  # fmt: skip
-    print(f"machine: {machine['cpu']} [{' '.join(machine['flags'])}], {args.threads} threads, "
-          f"torch {machine['torch']}, torch.mm fp32 {machine['mm_gflops']['fp32']} GFLOP/s, "
-          f"bf16 {machine['mm_gflops']['bf16']} GFLOP/s")  # fmt: skip
-    for name in missing:
-        print(f"note: {name} is not under --peers-root ({args.peers_root}): skipped; check out "
-              f"{PORTS[name][1]} as {PORTS[name][0][0]}")  # fmt: skip
+    return impls, missing
 
+
+def describe_machine(threads: int) -> dict:
+    """The machine's facts with its ``torch.mm`` rates at ``threads`` threads, printed."""
+    import torch
+
+    facts = machine(threads)
+    torch.set_num_threads(threads)
+    facts["mm_gflops"] = {"fp32": round(mm_flops_per_s(torch.float32) / 1e9, 1),
+                          "bf16": round(mm_flops_per_s(torch.bfloat16) / 1e9, 1)}  # fmt: skip
+    print(f"{machine_line(facts)}, torch.mm fp32 {facts['mm_gflops']['fp32']} GFLOP/s, "
+          f"bf16 {facts['mm_gflops']['bf16']} GFLOP/s")  # fmt: skip
+    return facts
+
+
+def measure(args: argparse.Namespace, impls: list[str]) -> tuple[dict, list[dict]]:
+    """Every process's figures, the implementations taking turns; and the shared settings."""
     base = {"levels": 3, "width": 256, "batch": 64, "threads": args.threads, "temperature": 0.7,
             "warmup": args.warmup, "steps": args.steps, "device": args.device,
             "root": str(args.peers_root) if args.peers_root else None}  # fmt: skip
@@ -311,6 +311,11 @@ def main() -> None:
                 print(f"  rep {rep} {impl:<10} {kind:<6} K={depth:<2} "
                       f"{r['images_per_s']:7.1f} img/s{peak}", flush=True)  # fmt: skip
                 runs.append(r)
+    return base, runs
+
+
+def summarise(runs: list[dict], impls: list[str], depths: list[str]) -> list[dict]:
+    """One row per implementation: the median of each figure over its processes."""
 
     def median(impl, kind, depth, key):
         vals = [r[key] for r in runs if (r["impl"], r["kind"], r["depth"]) == (impl, kind, depth)]
@@ -320,22 +325,39 @@ def main() -> None:
     for impl in impls:
         row = {"impl": impl, "train_img_s": median(impl, "train", 8, "images_per_s"),
                "sample_img_s": median(impl, "sample", 8, "images_per_s")}  # fmt: skip
-        for k in args.memory_depths.split(","):
+        for k in depths:
             row[f"peak_rss_mb_k{k}"] = median(impl, "train", int(k), "peak_rss_mb")
             row[f"params_k{k}"] = median(impl, "train", int(k), "params")
         rows.append(row)
-    print(f"\n{'implementation':<14} {'train img/s':>11} {'sample img/s':>12} " + " ".join(
-        f"{'RSS MB K=' + k:>12}" for k in args.memory_depths.split(",")))  # fmt: skip
-    depths = args.memory_depths.split(",")
+    return rows
+
+
+def print_table(rows: list[dict], depths: list[str]) -> None:
+    print(f"\n{'implementation':<14} {'train img/s':>11} {'sample img/s':>12} "
+          + " ".join(f"{'RSS MB K=' + k:>12}" for k in depths))  # fmt: skip
     for row in rows:
         peaks = " ".join(f"{row[f'peak_rss_mb_k{k}']:>12.0f}" for k in depths)
         print(f"{row['impl']:<14} {row['train_img_s']:>11.1f} {row['sample_img_s']:>12.1f} {peaks}")
-    record = {"benchmark": "glowflow vs ports", "machine": machine, "config": base,
-              "glowflow": commit_of(Path(__file__).resolve().parents[1]),
+
+
+def main() -> None:
+    args = parse_args()
+    if args.single:
+        reply(run_single(json.loads(args.single)))
+        return
+    impls, missing = available(args.peers_root, args.only)
+    facts = describe_machine(args.threads)
+    for name in missing:
+        print(f"note: {name} is not under --peers-root ({args.peers_root}): skipped; check out "
+              f"{PORTS[name][1]} as {PORTS[name][0][0]}")  # fmt: skip
+    base, runs = measure(args, impls)
+    depths = args.memory_depths.split(",")
+    rows = summarise(runs, impls, depths)
+    print_table(rows, depths)
+    record = {"benchmark": "glowflow vs ports", "machine": facts, "config": base,
+              "glowflow": commit_of(), "peak_memory": "VmHWM of the training process",
               "ports": {n: PORTS[n][1] for n in impls if n in PORTS}, "missing": missing,
-              "rows": rows, "runs": runs,
-              "command": shlex.join(["python", "benchmarks/bench_ports.py", *sys.argv[1:]]),
-              }  # fmt: skip
+              "rows": rows, "runs": runs, "command": command_line()}  # fmt: skip
     print(json.dumps({k: record[k] for k in ("machine", "rows")}))
     if args.out:
         args.out.write_text(json.dumps(record, indent=2) + "\n")

@@ -35,9 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from bench_ports import cpu_facts  # this folder is on sys.path when run
-from speed_table import write_between_markers
+from common import command_line, machine, peak_rss_mb, write_between_markers
 
 REPEATS = 20
 VAL_IMAGES = 2000
@@ -69,20 +67,12 @@ def child(args: argparse.Namespace) -> None:
     trainer.train_step = timed
     trainer.run()
     rank = os.environ.get("RANK", "0")
-    record["peak_rss_mb"] = peak_rss_mb("self")
+    record["peak_rss_mb"] = peak_rss_mb()
     Path(args.record_dir, f"rank{rank}.json").write_text(json.dumps(record))
 
 
-def peak_rss_mb(pid) -> float:
-    """VmHWM, the peak resident set of a process's own address space. (getrusage's ru_maxrss
-    would not do: it carries the peak of the process that forked this one across exec.)"""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def child_pids() -> list[int]:
+    """This process's children (its DataLoader workers), from /proc."""
     me, found = os.getpid(), []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -95,7 +85,7 @@ def child_pids() -> list[int]:
     return found
 
 
-BEGIN, END = "<!-- store-table -->", "<!-- /store-table -->"
+MARKER = "store-table"  # the README's <!-- store-table --> ... <!-- /store-table -->
 COLUMNS = {
     "images": "images", "prepare_s": "prepare s", "startup_s": "start-up s",
     "one_step_run_s": "1-step run s", "one_process_peak_rss_mb": "peak RSS MB, 1 process",
@@ -124,11 +114,7 @@ def table(record: dict) -> str:
 
 
 def write_readme(record: dict, readme: Path) -> None:
-    write_between_markers(readme, BEGIN, END, table(record))
-
-
-def machine() -> dict:
-    return {"cpu": cpu_facts()["cpu"], "cores": os.cpu_count(), "torch": torch.__version__}
+    write_between_markers(readme, MARKER, table(record))
 
 
 def run_child(cfg: dict, run_dir: Path, records: Path, warmup: int, nproc: int = 1) -> dict:
@@ -156,7 +142,13 @@ def run_child(cfg: dict, run_dir: Path, records: Path, warmup: int, nproc: int =
     }
 
 
-def main() -> None:
+# fp32 throughout: --precision auto decides by timing at each start, which would let the
+# precision, not the data path, make the difference between runs
+BASE = dict(max_time=None, log_every=10, checkpoint_every=0, n_samples=16, precision="fp32")
+NO_WARMUP = 10**9  # a run too short for a steps-per-second figure
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mnist", type=Path, help="mnist_train.npz (60,000 digits)")
     p.add_argument("--work", type=Path, help="a folder with room for about 2.5 GB")
@@ -169,7 +161,88 @@ def main() -> None:
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
     p.add_argument("--record-dir", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=20, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def write_inputs(mnist: Path, work: Path) -> dict[str, tuple[Path, int]]:
+    """The two npz files the stores are prepared from: name -> (path, image count)."""
+    d = np.load(mnist)
+    small_npz, big_npz = work / "mnist60k.npz", work / "mnist1200k.npz"
+    if not small_npz.exists():
+        np.savez(small_npz, x=d["x"], y=d["y"])
+    if not big_npz.exists():
+        np.savez(
+            big_npz, x=np.concatenate([d["x"]] * REPEATS), y=np.concatenate([d["y"]] * REPEATS)
+        )
+    return {"60k": (small_npz, 60000), "1200k": (big_npz, 60000 * REPEATS)}
+
+
+def prepare_stores(work: Path, sets: dict[str, tuple[Path, int]]) -> dict[str, dict]:
+    """Prepare a store of each set, timed: the first figures of each row."""
+    from glowflow.data.prepare import prepare_store
+
+    rows = {}
+    for name, (npz, n) in sets.items():
+        store = work / f"store{name}"
+        shutil.rmtree(store, ignore_errors=True)
+        start = time.time()
+        prepare_store(f"npz:{npz}", store, pad=2)
+        rows[name] = {"images": n, "prepare_s": time.time() - start}
+    return rows
+
+
+def store_config(work: Path, name: str, n: int) -> dict:
+    return {**BASE, "dataset": f"store:{work / f'store{name}'}", "val_fraction": VAL_IMAGES / n}
+
+
+def startup_and_memory(work: Path, sets: dict, rows: dict[str, dict], memory: dict) -> None:
+    """Into ``rows``: each store's start-up, 1-step run and peak RSS of one process and of
+    each of two torchrun ranks; the same for the in-memory path (``memory``)."""
+    run, rec = work / "run", work / "rec"
+    for name, (_, n) in sets.items():
+        cfg = store_config(work, name, n)
+        one = run_child({**cfg, "steps": 1}, run, rec, warmup=NO_WARMUP)
+        five = run_child({**cfg, "steps": 5}, run, rec, NO_WARMUP, nproc=2)
+        rows[name].update(startup_s=one["startup_s"], one_step_run_s=one["wall_s"],
+                          one_process_peak_rss_mb=one["peak_rss_mb"],
+                          torchrun2_peak_rss_mb=five["peak_rss_mb"],
+                          torchrun2_worker_peak_rss_mb=five["worker_peak_rss_mb"])  # fmt: skip
+    one = run_child({**memory, "steps": 1}, run, rec, warmup=NO_WARMUP)
+    five = run_child({**memory, "steps": 5}, run, rec, NO_WARMUP, nproc=2)
+    rows["60k in memory"] = {"images": 60000, "startup_s": one["startup_s"],
+                             "one_step_run_s": one["wall_s"],
+                             "one_process_peak_rss_mb": one["peak_rss_mb"],
+                             "torchrun2_peak_rss_mb": five["peak_rss_mb"]}  # fmt: skip
+
+
+def steps_per_second(work: Path, cfgs: dict[str, dict], rows: dict, args) -> None:
+    """Into ``rows``: each configuration's median steps per second over ``args.rounds`` runs,
+    the configurations taking turns in a rotated order each round, and every run's figure."""
+    names = list(cfgs)
+    speeds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            run = run_child({**cfgs[name], "steps": args.warmup + args.steps},
+                            work / "run", work / "rec", args.warmup)  # fmt: skip
+            speeds[name].append(run["steps_per_s"])
+    for name, values in speeds.items():
+        rows[name]["steps_per_s"] = statistics.median(values)
+        rows[name]["steps_per_s_runs"] = values
+
+
+def goals(rows: dict[str, dict]) -> dict:
+    big, small = rows["1200k"], rows["60k"]
+    return {
+        "startup_under_10s": big["startup_s"] < 10,
+        "one_step_run_at_most_3s_longer": big["one_step_run_s"] - small["one_step_run_s"] <= 3,
+        "torchrun_rss_within_1.2x": big["torchrun2_peak_rss_mb"]
+        <= 1.2 * small["torchrun2_peak_rss_mb"],
+        "steps_per_s_vs_in_memory": small["steps_per_s"] / rows["60k in memory"]["steps_per_s"],
+    }
+
+
+def main() -> None:
+    args = parse_args()
     if args.child:
         return child(args)
     if args.readme:
@@ -178,73 +251,19 @@ def main() -> None:
         sys.exit("give --mnist PATH/TO/mnist_train.npz (the 60,000 MNIST training digits)")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    from glowflow.data.store import prepare_store
-
-    d = np.load(args.mnist)
-    small_npz, big_npz = work / "mnist60k.npz", work / "mnist1200k.npz"
-    if not small_npz.exists():
-        np.savez(small_npz, x=d["x"], y=d["y"])
-    if not big_npz.exists():
-        np.savez(
-            big_npz, x=np.concatenate([d["x"]] * REPEATS), y=np.concatenate([d["y"]] * REPEATS)
-        )
+    sets = write_inputs(args.mnist, work)
     print(f"machine: {machine()}")
     print(f"large store: the 60,000 MNIST training digits repeated {REPEATS} times "
           f"({60000 * REPEATS:,} images; repeated, not new data)")  # fmt: skip
-    rows = {}
-    sets = {"60k": (small_npz, 60000), "1200k": (big_npz, 60000 * REPEATS)}
-    for name, (npz, n) in sets.items():
-        store = work / f"store{name}"
-        shutil.rmtree(store, ignore_errors=True)
-        start = time.time()
-        prepare_store(f"npz:{npz}", store, pad=2)
-        rows[name] = {"images": n, "prepare_s": time.time() - start}
-    # fp32 throughout: --precision auto decides by timing at each start, which would let the
-    # precision, not the data path, make the difference between runs
-    base = dict(max_time=None, log_every=10, checkpoint_every=0, n_samples=16, precision="fp32")
-    for name, (_, n) in sets.items():
-        spec = f"store:{work / f'store{name}'}"
-        cfg = {**base, "dataset": spec, "val_fraction": VAL_IMAGES / n}
-        one = run_child({**cfg, "steps": 1}, work / "run", work / "rec", warmup=10**9)
-        rows[name].update(startup_s=one["startup_s"], one_step_run_s=one["wall_s"])
-        five = run_child({**cfg, "steps": 5}, work / "run", work / "rec", 10**9, nproc=2)
-        rows[name].update(torchrun2_peak_rss_mb=five["peak_rss_mb"],
-                          torchrun2_worker_peak_rss_mb=five["worker_peak_rss_mb"])  # fmt: skip
-        rows[name]["one_process_peak_rss_mb"] = one["peak_rss_mb"]
-    memory = {**base, "dataset": f"npz:{small_npz}", "pad": 2, "val_fraction": VAL_IMAGES / 60000}
-    mem_one = run_child({**memory, "steps": 1}, work / "run", work / "rec", warmup=10**9)
-    five = run_child({**memory, "steps": 5}, work / "run", work / "rec", 10**9, nproc=2)
-    rows["60k in memory"] = {"images": 60000, "startup_s": mem_one["startup_s"],
-                             "one_step_run_s": mem_one["wall_s"],
-                             "one_process_peak_rss_mb": mem_one["peak_rss_mb"],
-                             "torchrun2_peak_rss_mb": five["peak_rss_mb"]}  # fmt: skip
-    # steps per second: the three take turns, in a rotated order each round; the median of each
-    speed_cfgs = {
-        name: {**base, "dataset": f"store:{work / f'store{name}'}", "val_fraction": VAL_IMAGES / n}
-        for name, (_, n) in sets.items()
-    }
+    rows = prepare_stores(work, sets)
+    memory = {**BASE, "dataset": f"npz:{sets['60k'][0]}", "pad": 2,
+              "val_fraction": VAL_IMAGES / 60000}  # fmt: skip
+    startup_and_memory(work, sets, rows, memory)
+    speed_cfgs = {name: store_config(work, name, n) for name, (_, n) in sets.items()}
     speed_cfgs["60k in memory"] = memory
-    names = list(speed_cfgs)
-    speeds: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(args.rounds):
-        for name in names[r % 3 :] + names[: r % 3]:
-            run = run_child({**speed_cfgs[name], "steps": args.warmup + args.steps},
-                            work / "run", work / "rec", args.warmup)  # fmt: skip
-            speeds[name].append(run["steps_per_s"])
-    for name, values in speeds.items():
-        rows[name]["steps_per_s"] = statistics.median(values)
-        rows[name]["steps_per_s_runs"] = values
-
-    big, small = rows["1200k"], rows["60k"]
-    goals = {
-        "startup_under_10s": big["startup_s"] < 10,
-        "one_step_run_at_most_3s_longer": big["one_step_run_s"] - small["one_step_run_s"] <= 3,
-        "torchrun_rss_within_1.2x": big["torchrun2_peak_rss_mb"]
-        <= 1.2 * small["torchrun2_peak_rss_mb"],
-        "steps_per_s_vs_in_memory": small["steps_per_s"] / rows["60k in memory"]["steps_per_s"],
-    }
-    record = {"machine": machine(), "command": " ".join(["python", *sys.argv]),
-              "repeats": REPEATS, "rows": rows, "goals": goals}  # fmt: skip
+    steps_per_second(work, speed_cfgs, rows, args)
+    record = {"machine": machine(), "command": command_line(), "repeats": REPEATS,
+              "rows": rows, "goals": goals(rows)}  # fmt: skip
     print(table(record))
     print(json.dumps(record))
     if args.out:

@@ -13,7 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-BEGIN, END = "<!-- ports-table -->", "<!-- /ports-table -->"
+from common import write_between_markers
+
+MARKER = "ports-table"  # the README's <!-- ports-table --> ... <!-- /ports-table -->
 NAMES = {
     "glowflow": "glowflow",
     "glowflow-ms": "glowflow, memory saving",
@@ -100,13 +102,6 @@ def aims(record: dict) -> list[str]:
     ]
 
 
-def write_between_markers(readme: Path, begin: str, end: str, text: str) -> None:
-    """Replace what stands between the ``begin`` and ``end`` markers of ``readme`` with ``text``."""
-    old = readme.read_text()
-    start, stop = old.index(begin) + len(begin), old.index(end)
-    readme.write_text(old[:start] + "\n" + text + "\n" + old[stop:])
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("record", type=Path)
@@ -115,7 +110,7 @@ def main() -> None:
     text = table(json.loads(args.record.read_text()))
     print(text)
     if args.readme:
-        write_between_markers(args.readme, BEGIN, END, text)
+        write_between_markers(args.readme, MARKER, text)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """The largest differences between glowflow and the plain reference flow, case by case.
 
-Runs the comparisons of ``tests/test_differential.py`` and ``tests/test_differential_training.py``
-(which assert them against their bounds) and records every figure, for the README:
+Runs the comparisons of ``tests/nn/test_differential.py`` and
+``tests/train/test_differential_training.py`` (which assert them against their bounds) and
+records every figure, for the README:
 
     python tools/differential_report.py --out benchmarks/results/differential.json
     python tools/differential_report.py --tree /tmp/glowflow-old --library-only \\
         --out /tmp/old.json   # the library cases on another source tree's glowflow
 
 With ``--tree``, ``glowflow`` is imported from that tree (the trainer of an older tree may not
-run in float64, hence ``--library-only``).
+run in float64, hence ``--library-only``). The library cases train memory-saving models in a
+loop of their own, so the process first calls ``glowflow.train.reuse_freed_memory()``, as
+glowflow advises for such a loop (a tree without that function makes the setting in its model).
 """
 
 from __future__ import annotations
@@ -21,11 +24,27 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import command_line, commit_of, machine  # noqa: E402
+
+# the test modules whose comparisons this runs, and the helpers they import
+TEST_FOLDERS = (ROOT / "tests", ROOT / "tests" / "nn", ROOT / "tests" / "train")
+
+
+def keep_freed_memory() -> None:
+    """glowflow's malloc setting for a memory-saving model trained outside its Trainer."""
+    try:
+        from glowflow.train import reuse_freed_memory
+    except ImportError:  # an older tree, whose memory-saving model makes the setting itself
+        return
+    reuse_freed_memory()
 
 
 def library_cases(t) -> list[dict]:
     rows = []
     for opt, saving, between in itertools.product(t.OPTIMIZERS, (False, True), (False, True)):
+        if saving:
+            keep_freed_memory()
         worst = t.compare_training(opt, saving, between=between)
         rows.append({"optimizer": opt, "memory_saving": saving, "between": between,
                      "option": "base", **worst})  # fmt: skip
@@ -44,7 +63,7 @@ def trainer_cases(t, tmp: Path) -> list[dict]:
     from conftest import free_port
     from plain_glow import faces16
 
-    from glowflow.data.store import prepare_store
+    from glowflow.data.prepare import prepare_store
 
     images, smiling = faces16()
     npz = tmp / "faces16.npz"
@@ -91,7 +110,7 @@ def main() -> None:
     args = p.parse_args()
     if args.tree:
         sys.path.insert(0, str(args.tree.resolve()))
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(folder) for folder in TEST_FOLDERS]
     import torch
 
     torch.set_default_dtype(torch.float64)
@@ -100,17 +119,14 @@ def main() -> None:
 
     import glowflow
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_ports import commit_of, cpu_facts
-
     tree = args.tree or ROOT
     record = {
         "glowflow": str(Path(glowflow.__file__).parent),
         "glowflow_commit": commit_of(tree),
-        "machine": {**cpu_facts(), "torch": torch.__version__},
+        "machine": machine(),
         "tolerance": plain_glow.TOLERANCE,
         "library": library_cases(test_differential),
-        "command": " ".join(["python", "tools/differential_report.py", *sys.argv[1:]]),
+        "command": command_line(),
     }
     if not args.library_only:
         import test_differential_training

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-BEGIN, END = "<!-- ood-table -->", "<!-- /ood-table -->"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from common import write_between_markers  # noqa: E402
+
+MARKER = "ood-table"  # the README's <!-- ood-table --> ... <!-- /ood-table -->
 
 
 def table(results: list[dict]) -> str:
@@ -49,9 +53,7 @@ def main() -> None:
     text = table([json.loads(path.read_text()) for path in args.results])
     print(text)
     if args.readme:
-        readme = args.readme.read_text()
-        start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-        args.readme.write_text(readme[:start] + "\n" + text + "\n" + readme[end:])
+        write_between_markers(args.readme, MARKER, text)
 
 
 if __name__ == "__main__":

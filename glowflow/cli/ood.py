@@ -4,16 +4,14 @@ score tells a held-out in-distribution set from other sets)."""
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from glowflow.cli.common import UsageError, add_data_options, info, load_fitting, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP
-from glowflow.data.datasets import ImageData, dataset_name
+from glowflow.data.datasets import dataset_name
+from glowflow.data.imagedata import ImageData
 from glowflow.distributed import resolve_device
 from glowflow.errors import first_line
 from glowflow.files import atomic_write_text
@@ -30,14 +28,15 @@ from glowflow.ood.detect import (
     detect,
     score_images,
 )
+from glowflow.ood.results import (
+    csv_text,
+    detection_rows,
+    ood_set_names,
+    results_record,
+    save_histograms,
+    score_rows,
+)
 from glowflow.progress import progress_bar
-from glowflow.viz import plot_score_histograms
-
-SCORE_LABELS = {
-    "bpd": "bits/dim",
-    "complexity": "bits/dim - codec bits/dim",
-    "typicality": "|batch mean bits/dim - reference|",
-}
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -107,38 +106,12 @@ def _score(args: argparse.Namespace, model: GlowFlow, data: ImageData, device) -
     )  # fmt: skip
 
 
-def _rows(scores: ImageScores, data: ImageData, lead: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    for i in range(len(scores)):
-        row = {**lead, "index": i}
-        if data.labels is not None:
-            row["label"] = int(data.labels[i])
-        row["bpd"] = float(scores.bpd[i])
-        for level, value in enumerate(scores.level_bpd[i].tolist()):
-            row[f"bpd_level_{level}"] = value
-        row[f"{scores.codec}_bpd"] = float(scores.compressed_bpd[i])
-        row["complexity"] = float(scores.complexity[i])
-        rows.append(row)
-    return rows
-
-
 def _write_text(path: Path, text: str) -> None:
     """Write atomically, so a failed write leaves any earlier file whole."""
     try:
         atomic_write_text(path, text)
     except OSError as e:
         raise UsageError(f"cannot write {path}: {first_line(e)}; choose another --out") from e
-
-
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    fields: list[str] = []
-    for row in rows:  # the union of the columns, in order of first appearance
-        fields += [k for k in row if k not in fields]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def score(args: argparse.Namespace) -> int:
@@ -149,30 +122,13 @@ def score(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, device, ema=not args.no_ema).model
     data = _load(args, model, args.dataset)
     scores = _score(args, model, data, device)
-    _write_text(out, _csv_text(_rows(scores, data, {})))
+    _write_text(out, csv_text(score_rows(scores, data.labels)))
     info(
         f"{len(data)} images of {args.dataset}: mean {scores.bpd.mean():.4f} bits/dim, "
         f"{args.codec} {scores.compressed_bpd.mean():.4f} bits/dim, complexity "
         f"{scores.complexity.mean():.4f}; wrote {out}"
     )
     return 0
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no infinity: a non-finite number is written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _unique_names(specs: list[str]) -> list[str]:
-    names: list[str] = []
-    for spec in specs:
-        name, k = dataset_name(spec), 2
-        while name in names or name == IN_DIST:
-            name, k = f"{dataset_name(spec)}-{k}", k + 1
-        names.append(name)
-    return names
 
 
 def _table(records: list[dict[str, Any]]) -> str:
@@ -197,7 +153,7 @@ def ood(args: argparse.Namespace) -> int:
     # every set is loaded and checked before the slow scoring starts
     in_data = _load(args, model, args.in_dist)
     ood_data = [_load(args, model, spec) for spec in args.ood]
-    names = _unique_names(args.ood)
+    names = ood_set_names(args.ood)
     check_sets(len(in_data), {name: len(d) for name, d in zip(names, ood_data)}, methods,
                args.typicality_m, args.calibration_fraction)  # fmt: skip
     try:  # before the slow part, so that a folder that cannot be written is found at once
@@ -211,49 +167,17 @@ def ood(args: argparse.Namespace) -> int:
         calibration_fraction=args.calibration_fraction, seed=args.seed,
     )  # fmt: skip
 
-    results = {
-        "checkpoint": args.checkpoint,
-        "in_dist": {
-            "spec": args.in_dist, "name": dataset_name(args.in_dist), "n": len(in_data),
-            "n_calibration": report.n_calibration, "n_evaluation": report.n_evaluation,
-            "mean_bpd": float(in_scores.bpd.mean()),
-            "mean_compressed_bpd": float(in_scores.compressed_bpd.mean()),
-        },
-        "ood_sets": [
-            {"name": name, "spec": spec, "n": len(d), "mean_bpd": float(s.bpd.mean()),
-             "mean_compressed_bpd": float(s.compressed_bpd.mean())}
-            for name, spec, d, s in zip(names, args.ood, ood_data, ood_scores.values())
-        ],
-        "methods": methods, "codec": args.codec, "typicality_m": args.typicality_m,
-        "calibration_fraction": args.calibration_fraction, "seed": args.seed,
-        "image_size": args.image_size, "pad": args.pad, "limit": args.limit,
-        "positive_class": "ood", "higher_score_means": "more likely OOD",
-        "results": [{k: _finite(v) for k, v in r.items()} for r in report.records],
-    }  # fmt: skip
-    _write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-
+    record = results_record(
+        report, in_scores, ood_scores, checkpoint=args.checkpoint, in_spec=args.in_dist,
+        ood_specs=args.ood, image_size=args.image_size, pad=args.pad, limit=args.limit,
+    )  # fmt: skip
+    _write_text(out / "results.json", json.dumps(record, indent=2) + "\n")
     # per-image scores of every set; the in-distribution images say which part they were in
-    cal = set(report.calibration_index)
-    rows = []
-    for row in _rows(in_scores, in_data, {"set": IN_DIST}):
-        row = {**row, "part": "calibration" if row["index"] in cal else "evaluation"}
-        rows.append(row)
-    for name, d in zip(names, ood_data):
-        rows += _rows(ood_scores[name], d, {"set": name, "part": "ood"})
-    _write_text(out / "scores.csv", _csv_text(rows))
-
-    aurocs = {(r["method"], r["ood"]): r["auroc"] for r in report.records}
-    thresholds = {r["method"]: r["threshold"] for r in report.records if "threshold" in r}
-    in_label = f"{dataset_name(args.in_dist)} (in-distribution)"
-    shown = {
-        method: {in_label if k == IN_DIST else k: v for k, v in sets.items()}
-        for method, sets in report.scores.items()
-    }
+    labels = {IN_DIST: in_data.labels, **{n: d.labels for n, d in zip(names, ood_data)}}
+    _write_text(out / "scores.csv", csv_text(detection_rows(report, in_scores, ood_scores, labels)))
     title = f"{args.checkpoint}: scores of held-out images and of other sets"
     try:
-        plot_score_histograms(
-            shown, aurocs, SCORE_LABELS, out / "histograms.png", thresholds, title
-        )
+        save_histograms(report, out / "histograms.png", dataset_name(args.in_dist), title)
     except OSError as e:
         raise UsageError(f"cannot write {out / 'histograms.png'}: {first_line(e)}") from e
     print(_table(report.records))

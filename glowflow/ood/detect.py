@@ -206,12 +206,19 @@ class Report:
             in-distribution evaluation part under :data:`IN_DIST`), for plots.
         calibration_index: which in-distribution images calibrated the typicality test (the
             others are the evaluation part), in increasing order.
+        n_evaluation: how many in-distribution images every method was judged on.
+        methods, m, calibration_fraction, seed, level: the settings :func:`detect` ran with.
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     calibration_index: list[int] = field(default_factory=list)
     n_evaluation: int = 0
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    m: int = DEFAULT_TYPICALITY_M
+    calibration_fraction: float = 0.5
+    seed: int = 0
+    level: float = 0.95
 
     @property
     def n_calibration(self) -> int:
@@ -251,7 +258,10 @@ def detect(
     calibration = in_dist.subset(cal_index)
     evaluation = in_dist.subset(perm[n_cal:].sort().values)
 
-    report = Report(calibration_index=cal_index.tolist(), n_evaluation=n - n_cal)
+    report = Report(
+        calibration_index=cal_index.tolist(), n_evaluation=n - n_cal, methods=list(methods), m=m,
+        calibration_fraction=calibration_fraction, seed=seed, level=level,
+    )  # fmt: skip
     for method in methods:
         extra: dict[str, Any] = {}
         test = None
