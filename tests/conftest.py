@@ -3,6 +3,7 @@ parameter randomisation, small real data, and running the command line in-proces
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from importlib import resources
@@ -12,8 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from glowflow import Glow, preprocess
 from glowflow.config import TrainConfig
 from glowflow.data.imagedata import ImageData
+from glowflow.errors import GlowflowError
+from glowflow.hub import names
+from glowflow.hub.checkpoint import save_checkpoint
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -210,3 +215,54 @@ def rng_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 def make_data(n: int = 20) -> ImageData:
     images = torch.arange(n, dtype=torch.uint8).reshape(n, 1, 1, 1).expand(n, 1, 2, 2).clone()
     return ImageData(images, labels=torch.arange(n) % 4, attrs=torch.zeros(n, 2, dtype=torch.bool))
+
+
+def tiny_model(seed: int = 0, **kw) -> tuple[Glow, torch.Tensor]:
+    """A tiny model moved away from its identity-like init, actnorm initialised, and a batch."""
+    torch.manual_seed(seed)
+    options = {"image_shape": (3, 8, 8), "levels": 2, "depth": 2, "hidden_channels": 8, **kw}
+    model = randomize_(Glow(**options), scale=0.05, seed=seed)
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    x = preprocess(images, n_bits=8, dtype=next(model.parameters()).dtype)
+    model.initialize(x)
+    return model.eval(), x
+
+
+def assert_one_line(error: pytest.ExceptionInfo, *fragments: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message, message
+    assert isinstance(error.value, GlowflowError) and isinstance(error.value, ValueError)
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.fixture
+def bundled(tmp_path, monkeypatch) -> Path:
+    """An empty folder standing in for the package's bundled models."""
+    root = tmp_path / "bundled"
+    monkeypatch.setattr(names, "bundled_root", lambda: root)
+    return root
+
+
+def make_run(folder: Path, seed: int = 0) -> tuple[Glow, Glow]:
+    """A minimal run folder: raw and EMA weights (different), config.json and summary.json."""
+    model, _ = tiny_model(seed)
+    ema, _ = tiny_model(seed + 10)
+    data = {"class_names": None, "attr_names": ["Smiling"], "train_images": 90, "val_images": 6}
+    state = {
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),
+        "ema": ema.state_dict(),
+        "step": 3,
+        "elapsed": 90.0,
+        "data": data,
+    }
+    save_checkpoint(folder / "checkpoint.pt", state)
+    train = TrainConfig(
+        dataset="npz:data/faces.npz", levels=2, depth=2, hidden_channels=8, steps=3, hflip=True
+    ).to_dict()
+    config = {"train": train, "model": model.config.to_dict(), "data": data}
+    (folder / "config.json").write_text(json.dumps(config))
+    summary = {"step": 3, "elapsed_s": 90.0, "val_bpd": 5.4321, "nan_skipped": 0}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return model, ema
