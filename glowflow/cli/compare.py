@@ -7,7 +7,7 @@ from pathlib import Path
 
 from glowflow.cli.common import UsageError, info, positive_int
 from glowflow.config import COUPLINGS, PERMUTATIONS
-from glowflow.train.compare import run_comparison
+from glowflow.train.compare import CURVES_FILE, RESULTS_FILE, run_comparison
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="the paper's permutation x coupling ablation, as curves",
         description="Train every permutation x coupling with the same seed, data order and "
-        "budget (separate processes, --jobs at a time), then write OUT/curves.png and "
-        "OUT/results.json. Finished runs are kept, interrupted ones resumed: rerun the same "
+        f"budget (separate processes, --jobs at a time), then write OUT/{CURVES_FILE} and "
+        f"OUT/{RESULTS_FILE}. Finished runs are kept, interrupted ones resumed: rerun the same "
         "command to continue. Other options (e.g. --depth 8 --hidden-channels 64) go to "
         "every glowflow train.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -55,5 +55,5 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     for c, order in results["ordering"].items():
         finals = ", ".join(f"{p} {results['final_val_bpd'][f'{c}-{p}']:.4f}" for p in order)
         info(f"{c}: {finals} bits/dim (best first)")
-    info(f"wrote {Path(args.out) / 'curves.png'} and {Path(args.out) / 'results.json'}")
+    info(f"wrote {Path(args.out) / CURVES_FILE} and {Path(args.out) / RESULTS_FILE}")
     return 0

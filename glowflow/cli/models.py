@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from glowflow.cli.common import UsageError, check_indices, int_list
-from glowflow.data.datasets import ImageData
+from glowflow.data.imagedata import ImageData
 from glowflow.data.imagefiles import read_image_files
 from glowflow.nn.model import GlowFlow
 

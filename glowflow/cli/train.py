@@ -1,16 +1,17 @@
-"""``glowflow train``: options -> a TrainConfig -> a Trainer in a run folder."""
+"""``glowflow train``: options -> a TrainConfig -> a Trainer in a run folder.
+
+The folder decisions (resume, overwrite, torchrun's restarts) and the config's layering are
+:mod:`glowflow.train.launch`'s; this module parses, calls them and the trainer, and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import time
-from pathlib import Path
 from typing import Any
 
-from glowflow import distributed
-from glowflow.cli.common import UsageError, info
+from glowflow.cli.common import info
 from glowflow.config import (
     COUPLINGS,
     LR_SCHEDULES,
@@ -22,16 +23,8 @@ from glowflow.config import (
     TrainConfig,
 )  # fmt: skip
 from glowflow.data.datasets import BUILTIN, describe_specs
-from glowflow.train.rundir import RunDir
+from glowflow.train.launch import DEFAULT_MAX_TIME, plan_launch, train_config
 from glowflow.train.trainer import Interrupted, Trainer
-
-# Options that may change when a run is resumed; every other one must match the run's config.
-RESUMABLE = {
-    "steps", "epochs", "max_time", "device", "log_every", "eval_every", "sample_every",
-    "checkpoint_every", "tensorboard", "compile", "channels_last", "data_workers",
-}  # fmt: skip
-
-DEFAULT_MAX_TIME = 4.0  # minutes of training in the default run, leaving time for the rest
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -114,62 +107,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true")  # fmt: skip
 
 
-def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """TrainConfig from defaults < preset < explicit flags; on resume, the run's own config."""
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields set on the command line."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if args.no_learn_top:
         given["learn_top"] = False
-    if args.resume:
-        saved = RunDir(args.resume).read_config()["train"]
-        changed = sorted(k for k, v in given.items() if k not in RESUMABLE and saved.get(k) != v)
-        if changed or args.preset:
-            names = ", ".join("--" + k.replace("_", "-") for k in changed) or "--preset"
-            raise UsageError(
-                f"{names} differ from the run being resumed; drop them, or start a new run"
-            )
-        return TrainConfig.from_dict({**saved, **given})
-    values = TrainConfig().to_dict()
-    if args.preset:
-        values.update(TRAIN_PRESETS[args.preset])
-    values.update(given)
-    # The default run (no budget given) is the 5-minute CPU job on mnist-mini; any other run
-    # states its budget.
-    no_budget = values["steps"] is None and values["epochs"] is None and values["max_time"] is None
-    if no_budget and values["dataset"] == BUILTIN and not args.preset:
-        values["max_time"] = DEFAULT_MAX_TIME
-    return TrainConfig.from_dict(values)
-
-
-def _default_run_dir(dataset: str) -> Path:
-    slug = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in dataset.split("/")[-1])
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug.strip('-')[:40]}"
+    return given
 
 
 def run(args: argparse.Namespace) -> int:
-    if distributed.launched_by_torchrun() and not (args.out or args.resume):
-        raise UsageError("under torchrun give --out RUN_DIR, the one folder all processes share")
-    if args.out and not args.resume:
-        plan = distributed.elastic_restart(Path(args.out))
-        if plan == "resume":  # torchrun restarted the job after a process died
-            n = distributed.restart_count()
-            info(f"elastic restart {n}: resuming {args.out} from its last checkpoint")
-            args.resume, args.out, args.overwrite, args.preset = args.out, None, False, None
-        elif plan == "overwrite":  # it died before its first checkpoint: start again
-            args.overwrite = True
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.json").is_file():
-            raise UsageError(f"cannot resume: {run_dir} holds no run (no config.json)")
-        if args.out and Path(args.out) != run_dir:
-            raise UsageError("--resume continues the run in its own folder; drop --out")
-    cfg = resolve_config(args)
+    launch = plan_launch(args.out, args.resume, args.overwrite, args.preset)
+    if launch.restart:
+        info(f"elastic restart {launch.restart}: resuming {args.out} from its last checkpoint")
+    cfg = train_config(given_options(args), launch.preset, launch.resume)
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    run_dir = Path(args.resume) if args.resume else Path(args.out or _default_run_dir(cfg.dataset))
+    run_dir = launch.run_dir(cfg)
     trainer = Trainer(
-        cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, log=info,
+        cfg, run_dir, resume=launch.resume is not None, overwrite=launch.overwrite, log=info,
         progress=not args.no_progress,
     )  # fmt: skip
     world = trainer.dist.world_size

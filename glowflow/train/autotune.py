@@ -3,7 +3,8 @@
 - **Precision.** ``--precision auto`` (training's default) runs the coupling networks in
   bfloat16 only where that makes this model's steps faster: decided from the GPU, or measured
   on the CPU at the start of a run (:func:`choose_precision`). A CPU with native bf16 matrix
-  units can run large couplings 1.3x faster; one without runs them slower than fp32.
+  units can run large couplings 1.3x faster; one without runs them slower than fp32. Under
+  torchrun the processes agree on one choice (:func:`agree_precision`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from typing import Callable
 
 import torch
+
+from glowflow import distributed
 
 #: bf16 must be this much faster to be chosen. bf16 couplings cost some likelihood: the default
 #: run trained 1,500 steps in bf16 ended 0.014 and 0.015 bits/dim above fp32 (seeds 0 and 1,
@@ -59,3 +62,16 @@ def choose_precision(
     if ratio >= BF16_MIN_SPEEDUP:
         return "bf16", f"bf16 couplings ran a step {ratio:.2f}x as fast as fp32 here"
     return "fp32", f"bf16 couplings ran a step only {ratio:.2f}x as fast as fp32 here"
+
+
+def agree_precision(
+    choice: str, why: str, dist: distributed.DistInfo, device: torch.device
+) -> tuple[str, str]:
+    """One precision for every process of a job: bf16 only if every process chose it (the
+    processes must run the same steps), else fp32; ``why`` says when a process disagreed."""
+    votes = torch.tensor([float(choice == "bf16")], device=device)
+    if distributed.all_reduce_sum(votes, dist).item() < dist.world_size:
+        if choice == "bf16":
+            why += "; not every process found bf16 faster"
+        choice = "fp32"
+    return choice, why

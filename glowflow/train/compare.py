@@ -2,7 +2,7 @@
 
 Every combination is trained by ``glowflow train`` in its own process, with the same seed, data
 order and budget, into ``OUT/<coupling>-<permutation>/``. Runs go ``jobs`` at a time, each with
-an equal share of the CPU threads. A finished run (one with ``summary.json``) is never redone,
+an equal share of the CPU threads. A finished run (one with its summary) is never redone,
 and an interrupted one is resumed, so the whole comparison can be stopped and started again.
 """
 
@@ -22,6 +22,11 @@ from glowflow.errors import GlowflowError
 from glowflow.train.rundir import RunDir
 from glowflow.viz import new_figure
 
+#: What a comparison writes into its folder, beside one run folder per combination.
+RESULTS_FILE = "results.json"  # the curves, final values and orderings
+CURVES_FILE = "curves.png"  # the curves, a row per coupling
+SETUP_FILE = "compare.json"  # the options of every run, so that runs of two setups never mix
+
 
 class CompareError(GlowflowError, RuntimeError):
     """A run of the comparison failed; its log says why."""
@@ -33,7 +38,7 @@ def run_name(coupling: str, permutation: str) -> str:
 
 def _command(run_dir: Path, train_args: Sequence[str]) -> list[str]:
     cmd = [sys.executable, "-m", "glowflow", "train", "--no-progress"]
-    if (run_dir / "checkpoint.pt").is_file():
+    if RunDir(run_dir).has_checkpoint():
         return cmd + ["--resume", str(run_dir)]
     return cmd + ["--out", str(run_dir), "--overwrite", *train_args]
 
@@ -58,7 +63,7 @@ def run_comparison(
         raise CompareError("the comparison needs validation curves: keep --val-fraction above 0")
     _check_same_setup(out, list(train_args))
     runs = [(c, p) for c in couplings for p in permutations]
-    todo = [(c, p) for c, p in runs if not (out / run_name(c, p) / "summary.json").is_file()]
+    todo = [(c, p) for c, p in runs if not RunDir(out / run_name(c, p)).is_finished()]
     if len(todo) < len(runs):
         log(f"{len(runs) - len(todo)} of {len(runs)} runs already finished; keeping them")
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
@@ -82,14 +87,14 @@ def run_comparison(
     if failed:
         raise CompareError(f"runs failed: {', '.join(failed)}; rerun the same command to retry")
     results = collect(out, permutations, couplings)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    plot_curves(results, out / "curves.png")
+    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    plot_curves(results, out / CURVES_FILE)
     return results
 
 
 def _check_same_setup(out: Path, train_args: list[str]) -> None:
-    """Refuse to mix runs of different setups in one folder: ``compare.json`` records it."""
-    record = out / "compare.json"
+    """Refuse to mix runs of different setups in one folder: :data:`SETUP_FILE` records it."""
+    record = out / SETUP_FILE
     if record.is_file():
         saved = json.loads(record.read_text()).get("train_args")
         if saved != train_args:
@@ -137,9 +142,10 @@ def collect(out: Path, permutations: Sequence[str], couplings: Sequence[str]) ->
         finals = {}
         for p in permutations:
             name = run_name(c, p)
-            metrics = RunDir(out / name).read_metrics()
+            run = RunDir(out / name)
+            metrics = run.read_metrics()
             curve = [(r["step"], r.get("time"), r["val_bpd"]) for r in metrics if "val_bpd" in r]
-            summary = json.loads((out / name / "summary.json").read_text())
+            summary = run.read_summary()
             record["runs"][name] = {"curve": curve, "summary": summary}
             finals[p] = summary["val_bpd"]
             record["final_val_bpd"][name] = summary["val_bpd"]

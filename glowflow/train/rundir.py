@@ -3,6 +3,9 @@
 ``config.json`` (the training and model config and what the data was), ``metrics.jsonl`` (one
 JSON record a line), ``checkpoint.pt``, ``summary.json``, ``samples/step_*.png`` and
 ``learning_curve.png``. The trainer writes them; ``glowflow compare`` and the plots read them.
+Their names are written here and nowhere else in ``glowflow.train`` and the CLI: everything
+else asks a :class:`RunDir` for a file's path. The checkpoint's name is the rule of
+:mod:`glowflow.hub.checkpoint` (a folder given as a checkpoint means its ``checkpoint.pt``).
 """
 
 from __future__ import annotations
@@ -14,13 +17,23 @@ from typing import Any, Callable
 
 from glowflow.errors import GlowflowError, first_line
 from glowflow.files import atomic_write_text
-from glowflow.hub.checkpoint import save_checkpoint
+from glowflow.hub.checkpoint import CHECKPOINT_FILE, save_checkpoint
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CURVE_FILE = "learning_curve.png"
+#: The attribute directions' cache, which ``glowflow.latent.attributes`` keeps beside a
+#: checkpoint: stale once the run is replaced.
+ATTRIBUTES_FILE = "attributes.pt"
+SAMPLES_FOLDER = "samples"
+TENSORBOARD_FOLDER = "tensorboard"
 
 #: Files whose presence marks a folder as holding a run.
-RUN_FILES = ("config.json", "checkpoint.pt", "metrics.jsonl", "summary.json")
+RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE)
 #: What else a run writes, removed too when a run is overwritten.
-RUN_EXTRAS = ("learning_curve.png", "attributes.pt")
-RUN_FOLDERS = ("samples", "tensorboard")
+RUN_EXTRAS = (CURVE_FILE, ATTRIBUTES_FILE)
+RUN_FOLDERS = (SAMPLES_FOLDER, TENSORBOARD_FOLDER)
 
 
 class RunDirError(GlowflowError):
@@ -38,27 +51,50 @@ class RunDir:
         return str(self.path)
 
     @property
+    def config(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
     def checkpoint(self) -> Path:
-        return self.path / "checkpoint.pt"
+        return self.path / CHECKPOINT_FILE
 
     @property
     def metrics(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / METRICS_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def learning_curve(self) -> Path:
+        return self.path / CURVE_FILE
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD_FOLDER
 
     def sample_path(self, step: int) -> Path:
-        return self.path / "samples" / f"step_{step:07d}.png"
+        return self.path / SAMPLES_FOLDER / f"step_{step:07d}.png"
 
     def holds_run(self) -> bool:
         return self.path.is_dir() and any((self.path / f).exists() for f in RUN_FILES)
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.is_file()
+
+    def is_finished(self) -> bool:
+        """Whether the run ended on its budget (it wrote its summary)."""
+        return self.summary.is_file()
 
     def check(self, resume: bool, overwrite: bool) -> None:
         """Refuse a folder that cannot take this run, before anything is written."""
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"run folder {self.path} is a file; choose another --out")
         if resume:
-            if not self.checkpoint.is_file():
+            if not self.has_checkpoint():
                 raise RunDirError(
-                    f"cannot resume: {self.path} has no checkpoint.pt; start a new run"
+                    f"cannot resume: {self.path} has no {CHECKPOINT_FILE}; start a new run"
                 )
         elif self.holds_run() and not overwrite:
             raise RunDirError(
@@ -76,16 +112,23 @@ class RunDir:
                 for name in RUN_FOLDERS:
                     shutil.rmtree(self.path / name, ignore_errors=True)
             self.path.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path / "config.json", json.dumps(record, indent=2))
+            atomic_write_text(self.config, json.dumps(record, indent=2))
         except OSError as e:
             raise RunDirError(f"cannot write the run folder {self.path}: {first_line(e)}") from e
 
     def read_config(self) -> dict[str, Any]:
-        path = self.path / "config.json"
+        """``config.json``: the run's ``train`` and ``model`` configs and its ``data``."""
+        return self._read_json(self.config, "holds no run")
+
+    def read_summary(self) -> dict[str, Any]:
+        """``summary.json``, which a run writes when it ends on its budget."""
+        return self._read_json(self.summary, "holds no finished run")
+
+    def _read_json(self, path: Path, missing: str) -> dict[str, Any]:
         try:
             return json.loads(path.read_text())
         except FileNotFoundError:
-            raise RunDirError(f"{self.path} holds no run (no config.json)") from None
+            raise RunDirError(f"{self.path} {missing} (no {path.name})") from None
         except (OSError, ValueError) as e:
             raise RunDirError(f"cannot read {path}: {first_line(e)}") from e
 
@@ -105,8 +148,8 @@ class RunDir:
         self.guard(self.metrics, lambda: atomic_write_text(self.metrics, text))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        path = self.path / "summary.json"
-        self.guard(path, lambda: atomic_write_text(path, json.dumps(summary, indent=2)))
+        text = json.dumps(summary, indent=2)
+        self.guard(self.summary, lambda: atomic_write_text(self.summary, text))
 
     def write_checkpoint(self, state: dict[str, Any]) -> None:
         self.guard(self.checkpoint, lambda: save_checkpoint(self.checkpoint, state))

@@ -94,20 +94,28 @@ class LogWindow:
 
 
 class MetricsLog:
-    """Appends records to the run's ``metrics.jsonl`` and, if asked, to TensorBoard."""
+    """Appends records to the run's ``metrics.jsonl`` and, if asked, to TensorBoard.
 
-    def __init__(self, run: RunDir, tensorboard: bool, log: Callable[[str], None]) -> None:
+    Under torchrun every process keeps one, and only the main process's (``writes``) writes.
+    """
+
+    def __init__(
+        self, run: RunDir, tensorboard: bool, log: Callable[[str], None], writes: bool = True
+    ) -> None:
         self.run = run
+        self.writes = writes
         self.writer: Any = None
-        if tensorboard:
+        if tensorboard and writes:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # optional package
             except ImportError:
                 log("TensorBoard logging skipped: install the 'tensorboard' package for it")
             else:
-                self.writer = SummaryWriter(str(run.path / "tensorboard"))
+                self.writer = SummaryWriter(str(run.tensorboard))
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         self.run.append_metrics(record)
         if self.writer is not None:
             for k, v in record.items():

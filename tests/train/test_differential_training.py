@@ -43,7 +43,7 @@ from glowflow import Glow, InvConv1x1LU, seeding
 from glowflow.cli import main
 from glowflow.config import TrainConfig
 from glowflow.data.batches import BatchOrder
-from glowflow.data.store import prepare_store
+from glowflow.data.prepare import prepare_store
 from glowflow.hub.checkpoint import load_checkpoint, model_from_checkpoint
 from glowflow.latent.latents import sample_images
 from glowflow.train.trainer import Trainer

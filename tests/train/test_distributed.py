@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 from glowflow import distributed
 from glowflow.config import TrainConfig
-from glowflow.data.store import prepare_store
+from glowflow.data.prepare import prepare_store
 from glowflow.hub.checkpoint import load_checkpoint
 from glowflow.train.trainer import Trainer
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from glowflow.hub.checkpoint import CHECKPOINT_FILE, checkpoint_file
 from glowflow.train.rundir import RunDir, RunDirError
 
 
@@ -58,3 +59,20 @@ def test_os_errors_become_one_line_run_folder_errors(tmp_path):
         blocked.write_summary({"step": 1})
     with pytest.raises(RunDirError, match="holds no run"):
         RunDir(tmp_path / "nothing").read_config()
+
+
+def test_every_file_of_a_run_is_named_by_the_run_folder(tmp_path):
+    run = RunDir(tmp_path / "run")
+    assert run.checkpoint == tmp_path / "run" / CHECKPOINT_FILE  # the hub's rule for folders
+    names = {run.config, run.checkpoint, run.metrics, run.summary, run.learning_curve,
+             run.tensorboard, run.sample_path(3).parent}  # fmt: skip
+    assert len(names) == 7 and all(p.parent == run.path for p in names)
+    assert run.sample_path(3).name == "step_0000003.png"
+    run.start({"train": {}}, overwrite=False)
+    assert not run.has_checkpoint() and not run.is_finished()
+    with pytest.raises(RunDirError, match="holds no finished run"):
+        run.read_summary()
+    run.write_summary({"step": 3, "val_bpd": 2.5})
+    assert run.is_finished() and run.read_summary() == {"step": 3, "val_bpd": 2.5}
+    run.write_checkpoint({"step": 3})
+    assert run.has_checkpoint() and checkpoint_file(run.path) == run.checkpoint

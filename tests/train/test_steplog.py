@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glowflow.train.steplog import LogWindow, PendingSteps, StepResult, TrainError
+from glowflow.train.rundir import RunDir
+from glowflow.train.steplog import LogWindow, MetricsLog, PendingSteps, StepResult, TrainError
 
 
 def result(loss: float) -> StepResult:
@@ -35,3 +36,11 @@ def test_log_window_counts_every_image_of_every_step(monkeypatch):
     assert line["images_per_s"] == 3 * 8 / 2.0  # skipped steps' images count too
     assert window.steps == 0 and window.figures == []
     assert "bpd" not in window.line()  # a window of skipped steps has no figures to average
+
+
+def test_only_the_writing_process_writes_metrics(tmp_path):
+    run = RunDir(tmp_path)
+    MetricsLog(run, tensorboard=False, log=print, writes=False).write({"step": 1, "bpd": 2.0})
+    assert not run.metrics.exists()
+    MetricsLog(run, tensorboard=False, log=print).write({"step": 1, "bpd": 2.0})
+    assert run.read_metrics() == [{"step": 1, "bpd": 2.0}]

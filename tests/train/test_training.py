@@ -229,3 +229,22 @@ def test_auto_precision_times_both_and_keeps_the_model_untouched(digits_npz, tmp
     assert summary["precision"] in ("fp32", "bf16")
     # the measured ratio is kept with the choice
     assert re.search(r"ran a step (only )?[0-9.]+x as fast as fp32", summary["precision_reason"])
+
+
+@pytest.mark.usefixtures("float32")
+def test_a_run_leaves_the_global_random_state_alone_and_depends_on_its_seed_only(
+    digits_npz, tmp_path
+):
+    cfg = small_config(digits_npz, steps=3, permutation="shuffle", hflip=True)
+    results = []
+    for i, global_seed in enumerate((1, 2)):
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        trainer = Trainer(cfg, tmp_path / f"run{i}")
+        assert torch.equal(torch.get_rng_state(), before)  # the weights came from the run's seed
+        trainer.run()
+        assert torch.equal(torch.get_rng_state(), before)  # and so did every batch and sample
+        results.append((losses(tmp_path / f"run{i}"), trainer.model.state_dict()))
+    (losses_a, weights_a), (losses_b, weights_b) = results
+    assert losses_a == losses_b
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
