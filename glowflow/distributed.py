@@ -7,11 +7,9 @@ Outside ``torchrun`` everything here is a no-op for a single process.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -66,21 +64,6 @@ def job_id() -> str | None:
 def restart_count() -> int:
     """How often torchrun has restarted this job after a process died (0 outside torchrun)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-
-
-def elastic_restart(run_dir: Path) -> str | None:
-    """After torchrun restarted this job, what to do with the run it was writing to ``run_dir``:
-    ``"resume"`` from its last checkpoint, ``"overwrite"`` if it died before the first one, or
-    None when this is no restart or the folder holds a run that was there before the job."""
-    if not restart_count():
-        return None
-    try:
-        saved = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if saved.get("torchelastic_run_id") != job_id():
-        return None
-    return "resume" if (run_dir / "checkpoint.pt").is_file() else "overwrite"
 
 
 def setup(device: torch.device) -> tuple[DistInfo, torch.device]:

@@ -8,11 +8,11 @@ from pathlib import Path
 from glowflow.cli.common import info, load_fitting
 from glowflow.data.evaluate import evaluate_bpd
 from glowflow.hub.checkpoint import model_from_checkpoint
-from glowflow.hub.export import export_run
 from glowflow.hub.names import push_to_hub
 from glowflow.hub.pretrained import check_folder
 from glowflow.latent.attributes import all_directions
 from glowflow.progress import progress_bar
+from glowflow.train.export import export_run
 from glowflow.train.rundir import RunDir
 
 

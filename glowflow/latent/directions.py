@@ -31,6 +31,9 @@ from glowflow.nn.model import GlowFlow
 #: Where a chosen direction came from (:attr:`ChosenDirection.source`).
 DIRECTION_SOURCES = ("shipped", "cached", "computed")
 
+#: The direction cache beside a run's checkpoint.
+CACHE_FILE = "attributes.pt"
+
 
 class DirectionError(GlowflowError, ValueError):
     """No direction can be had as asked (the model ships none by that name, and no data set
@@ -104,7 +107,7 @@ def cache_entry(
     key = "|".join([content_digest(model, data),
                     *(f"{k}={v}" for k, v in sorted(options.items()))])  # fmt: skip
     if beside:
-        return weights.parent / "attributes.pt", key
+        return weights.parent / CACHE_FILE, key
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glowflow"
     digest = hashlib.sha256(str(weights).encode()).hexdigest()[:16]
     return root / f"attributes-{digest}.pt", key

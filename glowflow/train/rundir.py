@@ -18,14 +18,15 @@ from typing import Any, Callable
 from glowflow.errors import GlowflowError, first_line
 from glowflow.files import atomic_write_text
 from glowflow.hub.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from glowflow.latent.directions import CACHE_FILE as DIRECTION_CACHE
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
-#: The attribute directions' cache, which ``glowflow.latent.attributes`` keeps beside a
+#: The attribute directions' cache, which ``glowflow.latent.directions`` keeps beside a
 #: checkpoint: stale once the run is replaced.
-ATTRIBUTES_FILE = "attributes.pt"
+ATTRIBUTES_FILE = DIRECTION_CACHE
 SAMPLES_FOLDER = "samples"
 TENSORBOARD_FOLDER = "tensorboard"
 

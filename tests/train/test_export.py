@@ -11,8 +11,8 @@ from safetensors.torch import load
 
 from glowflow import Glow
 from glowflow.hub import pretrained as pt
-from glowflow.hub.export import export_run
 from glowflow.hub.pretrained import PretrainedError
+from glowflow.train.export import export_run
 
 
 def test_export_run_writes_a_loadable_folder_with_the_runs_facts(tmp_path):

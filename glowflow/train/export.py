@@ -17,6 +17,7 @@ from glowflow.hub.pretrained import (
     save_pretrained,
     storage_dtype,
 )
+from glowflow.train.rundir import RunDir
 
 
 def train_command(train: dict[str, Any]) -> str:
@@ -42,10 +43,9 @@ def _run_card(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     """Model card facts a run folder records: data set, command, steps, time, validation."""
     facts: dict[str, Any] = {}
     fix = "fix or delete it"
-    config = read_json(run_dir / "config.json", fix) if (run_dir / "config.json").exists() else {}
-    summary = (
-        read_json(run_dir / "summary.json", fix) if (run_dir / "summary.json").exists() else {}
-    )
+    run = RunDir(run_dir)
+    config = read_json(run.config, fix) if run.config.exists() else {}
+    summary = read_json(run.summary, fix) if run.summary.exists() else {}
     train = config.get("train")
     if isinstance(train, dict):
         facts["train_command"] = train_command(train)
@@ -90,9 +90,9 @@ def export_run(
     run_dir = Path(run_dir).expanduser()
     out_dir = Path(out_dir).expanduser()
     stored = storage_dtype(dtype)
-    if not (run_dir / "checkpoint.pt").is_file():
+    if not RunDir(run_dir).has_checkpoint():
         raise PretrainedError(
-            f"{run_dir / 'checkpoint.pt'} does not exist; pass a run folder of glowflow train"
+            f"{RunDir(run_dir).checkpoint} does not exist; pass a run folder of glowflow train"
         )
     if out_dir.exists() and out_dir.resolve() == run_dir.resolve():
         raise PretrainedError(f"cannot export {run_dir} into itself; choose another out_dir")
