@@ -266,3 +266,12 @@ def make_run(folder: Path, seed: int = 0) -> tuple[Glow, Glow]:
     summary = {"step": 3, "elapsed_s": 90.0, "val_bpd": 5.4321, "nan_skipped": 0}
     (folder / "summary.json").write_text(json.dumps(summary))
     return model, ema
+
+
+def labelled(n: int = 12) -> ImageData:
+    """A tiny labelled set: classes a, b, c in turn; attributes One (class b) and Early (< 5)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, 4, 4), dtype=torch.uint8, generator=g)
+    labels = torch.arange(n) % 3
+    attrs = torch.stack([labels == 1, torch.arange(n) < 5], 1)
+    return ImageData(images, labels, attrs, ["One", "Early"], ["a", "b", "c"], "toy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import labelled
 
 from glowflow import Glow, preprocess
 from glowflow.data.formats import DataError
@@ -17,14 +18,6 @@ from glowflow.latent.attributes import (
     mean_differences,
 )
 from glowflow.latent.latents import encode_images
-
-
-def labelled(n: int = 12) -> ImageData:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 1, 4, 4), dtype=torch.uint8, generator=g)
-    labels = torch.arange(n) % 3
-    attrs = torch.stack([labels == 1, torch.arange(n) < 5], 1)
-    return ImageData(images, labels, attrs, ["One", "Early"], ["a", "b", "c"], "toy")
 
 
 def test_masks_for_attributes_and_class_specs():

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import labelled
 
 from glowflow import Glow, preprocess
 from glowflow.data.formats import DataError
-from glowflow.data.imagedata import ImageData
 from glowflow.hub.load import LoadedModel
 from glowflow.latent.attributes import attribute_direction, attribute_masks
 from glowflow.latent.directions import (
@@ -18,14 +18,6 @@ from glowflow.latent.directions import (
     cached_direction,
     choose_direction,
 )
-
-
-def labelled(n: int = 12) -> ImageData:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 1, 4, 4), dtype=torch.uint8, generator=g)
-    labels = torch.arange(n) % 3
-    attrs = torch.stack([labels == 1, torch.arange(n) < 5], 1)
-    return ImageData(images, labels, attrs, ["One", "Early"], ["a", "b", "c"], "toy")
 
 
 def run_model(tmp_path, pretrained: bool = False) -> LoadedModel:
