@@ -108,6 +108,11 @@ class GlowConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["image_shape"] = list(self.image_shape)
+        if d["memory_format"] == "auto":
+            # how this process lays out the weights, not what the model is: files (run folders,
+            # checkpoints, pretrained configs) and cache keys stay as they were, and readable
+            # by earlier versions, unless a layout was asked for
+            del d["memory_format"]
         return d
 
     @classmethod

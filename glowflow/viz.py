@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from glowflow.files import atomic_write
+
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
     """uint8 images ``(N, C, H, W)`` (C = 1 or 3) -> one ``(H', W', 3)`` uint8 grid array."""
@@ -32,9 +34,15 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Save uint8 images as one PNG grid with ``nrow`` images a row."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, nrow)).save(path)
+    atomic_write(path, lambda f: Image.fromarray(image_grid(images, nrow)).save(f, format="PNG"))
     return path
+
+
+def save_figure(fig, out: str | Path) -> Path:
+    """Save a figure atomically, in the format its suffix names (PNG by default)."""
+    out = Path(out)
+    atomic_write(out, lambda f: fig.savefig(f, format=out.suffix.lstrip(".") or "png"))
+    return out
 
 
 def new_figure(width: float, height: float):
@@ -68,9 +76,7 @@ def plot_learning_curve(records: list[dict], out: str | Path) -> Path:
     if train or val:
         ax.legend()
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_score_histograms(
@@ -84,8 +90,8 @@ def plot_score_histograms(
     """One panel per method: histograms of the in-distribution and each OOD set's scores.
 
     Args:
-        scores: ``scores[method][set]`` as in :class:`glowflow.ood.detect.Report`; the first set of
-            each method is the in-distribution one.
+        scores: ``scores[method][set]`` as in :class:`glowflow.ood.detection.Report`; the
+            first set of each method is the in-distribution one.
         aurocs: ``(method, set) -> AUROC``, shown in the legend.
         labels: method -> the axis label of its score.
         thresholds: method -> a threshold drawn as a dashed line.
@@ -114,6 +120,4 @@ def plot_score_histograms(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out)
-    return out
+    return save_figure(fig, out)

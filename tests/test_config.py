@@ -73,3 +73,27 @@ def test_the_command_line_offers_exactly_the_config_vocabularies():
     assert choices["precision"] == C.PRECISIONS
     assert choices["on_bad_image"] == C.ON_BAD_IMAGE
     assert tuple(choices["preset"]) == tuple(sorted(C.TRAIN_PRESETS))
+
+
+#: The fields of the configs as every file glowflow writes records them (run folders'
+#: config.json, checkpoints, pretrained configs): a change here is a change of file format.
+MODEL_KEYS = {"coupling", "depth", "hidden_channels", "image_shape", "learn_top", "levels",
+              "memory_saving", "n_bits", "num_classes", "permutation"}  # fmt: skip
+TRAIN_KEYS = MODEL_KEYS - {"image_shape", "num_classes"} | {
+    "batch_size", "channels_last", "checkpoint_every", "compile", "data_workers", "dataset",
+    "device", "ema_decay", "epochs", "eval_batch_size", "eval_every", "grad_clip", "hflip",
+    "image_size", "init_batch_size", "log_every", "lr", "lr_schedule", "max_nan_steps",
+    "max_time", "n_samples", "on_bad_image", "optimizer", "pad", "precision", "sample_every",
+    "sample_temperature", "seed", "steps", "tensorboard", "val_dataset", "val_fraction",
+    "warmup_steps", "y_condition", "y_weight",
+}  # fmt: skip
+
+
+def test_the_recorded_fields_are_those_files_have_always_held():
+    assert set(C.GlowConfig().to_dict()) == MODEL_KEYS
+    assert set(C.TrainConfig().to_dict()) == TRAIN_KEYS
+    # a layout asked for is recorded and read back; the default is not written at all
+    chosen = C.GlowConfig(memory_format="contiguous").to_dict()
+    assert set(chosen) == MODEL_KEYS | {"memory_format"}
+    assert C.GlowConfig.from_dict(chosen).memory_format == "contiguous"
+    assert C.GlowConfig.from_dict(C.GlowConfig().to_dict()).memory_format == "auto"

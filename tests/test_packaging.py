@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,9 +17,13 @@ MAX_WHEEL_MB = 30
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_bundled_models_and_stays_under_30_mb(tmp_path):
+    # built from a copy without the checkout's build outputs, which setuptools would reuse
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        "build", "dist", ".venv", ".git", "*.egg-info", "__pycache__", "runs"))  # fmt: skip
     r = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "-w", str(tmp_path), str(ROOT)],
+         "--quiet", "-w", str(tmp_path), str(source)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -31,7 +36,11 @@ def test_the_wheel_carries_the_bundled_models_and_stays_under_30_mb(tmp_path):
     for model in BUNDLED:
         assert f"glowflow/models/{model}/gallery.npz" in names
     for page in ("index.html", "explorer.js", "explorer.css"):
-        assert f"glowflow/static/{page}" in names
+        assert f"glowflow/explorer/static/{page}" in names
+    modules = {n for n in names if n.startswith("glowflow/") and n.endswith(".py")}
+    assert modules == {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "glowflow").rglob("*.py")
+    }  # every module of the package, and no other
     assert "glowflow/assets/mnist_mini.npz" in names
     size_mb = wheel.stat().st_size / 2**20
     assert size_mb < MAX_WHEEL_MB, f"the wheel is {size_mb:.1f} MB"

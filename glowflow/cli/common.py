@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 import torch
 
-from glowflow.data.datasets import load_dataset
+from glowflow.data.fitting import load_fitting
 from glowflow.data.imagedata import ImageData
 from glowflow.errors import GlowflowError, first_line
+from glowflow.files import atomic_write_json
 from glowflow.nn.model import GlowFlow
 from glowflow.viz import save_grid
 
@@ -78,33 +78,6 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
 
 
-def load_fitting(
-    spec: str,
-    model: GlowFlow,
-    image_size: int | None = None,
-    pad: int | None = None,
-    limit: int | None = None,
-    check_labels: bool = True,
-) -> ImageData:
-    """The data set ``spec``, checked to fit the model: image shape, and (with
-    ``check_labels``) labels in range for a class-conditional model."""
-    data = load_dataset(spec, image_size=image_size, pad=pad, limit=limit)
-    want, got = model.config.image_shape, data.image_shape
-    if got[0] != want[0]:
-        raise UsageError(
-            f"the model takes {want[0]}-channel images, {spec} has {got[0]} channels; "
-            f"convert the set to {'grayscale' if want[0] == 1 else 'RGB'} first"
-        )
-    if got != want:
-        raise UsageError(
-            f"the model takes images {want}, {spec} gives {got}; match them with "
-            f"--image-size or --pad"
-        )
-    if data.labels is not None and check_labels:
-        data.check_labels(model.config.num_classes)
-    return data  # fmt: skip
-
-
 def load_data_for(args: argparse.Namespace, model: GlowFlow, limit: int | None = None) -> ImageData:
     """``--dataset`` with the data options, checked to fit the model."""
     return load_fitting(args.dataset, model, args.image_size, args.pad, limit)
@@ -121,7 +94,7 @@ def write_result(out: str, images: torch.Tensor, nrow: int, record: dict) -> Non
     png = Path(out)
     try:
         save_grid(images, png, nrow)
-        png.with_suffix(".json").write_text(json.dumps(record, indent=2))
+        atomic_write_json(png.with_suffix(".json"), record, indent=2)
     except OSError as e:
         raise UsageError(f"cannot write {png}: {first_line(e)}; choose another --out") from e
     info(f"wrote {png} and {png.with_suffix('.json')}")

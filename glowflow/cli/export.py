@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from glowflow.cli.common import info, load_fitting
-from glowflow.data.evaluate import evaluate_bpd
-from glowflow.hub.checkpoint import model_from_checkpoint
+from glowflow.cli.common import info
 from glowflow.hub.names import push_to_hub
-from glowflow.hub.pretrained import check_folder
-from glowflow.latent.attributes import all_directions
 from glowflow.progress import progress_bar
-from glowflow.train.export import export_run
-from glowflow.train.rundir import RunDir
+from glowflow.train.export import export_with_figures
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,12 +49,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_folder(Path(args.out_dir).expanduser())  # before the long work, not after it
-    model, _ = model_from_checkpoint(args.run_dir, "cpu", ema=True)
-    if args.dtype == "float16":  # measure what is shipped: the weights as float16 stores them
-        model = model.half().float()
-    train = RunDir(args.run_dir).read_config()["train"]
-    data_kw = dict(image_size=train.get("image_size"), pad=train.get("pad"))
     card = {"license": args.license}
     for key in ("name", "data_license", "notes"):
         if getattr(args, key):
@@ -69,18 +57,16 @@ def run(args: argparse.Namespace) -> int:
         card["dataset"] = args.data_description
     if args.push:
         card["repo_id"] = args.push
+    out, measured = export_with_figures(
+        args.run_dir, args.out_dir, dtype=args.dtype, card=card, heldout=args.heldout,
+        heldout_description=args.heldout_description, attributes_from=args.attributes,
+        progress=progress_bar,
+    )  # fmt: skip
     if args.heldout:
-        heldout = load_fitting(args.heldout, model, **data_kw)
-        bpd = evaluate_bpd(model, heldout.images, heldout.labels, progress=progress_bar("held-out"))
-        described = args.heldout_description or args.heldout
-        card.update(heldout=described, heldout_images=len(heldout), heldout_bpd=round(bpd, 4))
-        info(f"{bpd:.4f} bits/dim on the {len(heldout)} held-out images of {args.heldout}")
-    attributes = None
+        info(f"{measured['heldout_bpd']:.4f} bits/dim on the {measured['heldout_images']} "
+             f"held-out images of {args.heldout}")  # fmt: skip
     if args.attributes:
-        data = load_fitting(args.attributes, model, **data_kw)
-        attributes = all_directions(model, data, progress=progress_bar("directions"))
-        info(f"{len(attributes['names'])} attribute directions from {args.attributes}")
-    out = export_run(args.run_dir, args.out_dir, dtype=args.dtype, card=card, attributes=attributes)
+        info(f"{len(measured['attributes'])} attribute directions from {args.attributes}")
     info(f"wrote {out}")
     if args.push:
         info(f"pushed to {push_to_hub(out, args.push)}")

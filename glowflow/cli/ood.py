@@ -4,20 +4,20 @@ score tells a held-out in-distribution set from other sets)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from glowflow.cli.common import UsageError, add_data_options, info, load_fitting, positive_int
+from glowflow.cli.common import UsageError, add_data_options, info, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP
 from glowflow.data.datasets import dataset_name
+from glowflow.data.fitting import load_fitting
 from glowflow.data.imagedata import ImageData
 from glowflow.distributed import resolve_device
 from glowflow.errors import first_line
 from glowflow.files import atomic_write_text
 from glowflow.hub.load import load_model
 from glowflow.nn.model import GlowFlow
-from glowflow.ood.detect import (
+from glowflow.ood.detection import (
     CODECS,
     DEFAULT_TYPICALITY_M,
     IN_DIST,
@@ -33,8 +33,8 @@ from glowflow.ood.results import (
     detection_rows,
     ood_set_names,
     results_record,
-    save_histograms,
     score_rows,
+    write_detection,
 )
 from glowflow.progress import progress_bar
 
@@ -171,15 +171,14 @@ def ood(args: argparse.Namespace) -> int:
         report, in_scores, ood_scores, checkpoint=args.checkpoint, in_spec=args.in_dist,
         ood_specs=args.ood, image_size=args.image_size, pad=args.pad, limit=args.limit,
     )  # fmt: skip
-    _write_text(out / "results.json", json.dumps(record, indent=2) + "\n")
     # per-image scores of every set; the in-distribution images say which part they were in
     labels = {IN_DIST: in_data.labels, **{n: d.labels for n, d in zip(names, ood_data)}}
-    _write_text(out / "scores.csv", csv_text(detection_rows(report, in_scores, ood_scores, labels)))
+    rows = detection_rows(report, in_scores, ood_scores, labels)
     title = f"{args.checkpoint}: scores of held-out images and of other sets"
     try:
-        save_histograms(report, out / "histograms.png", dataset_name(args.in_dist), title)
+        written = write_detection(out, record, rows, report, dataset_name(args.in_dist), title)
     except OSError as e:
-        raise UsageError(f"cannot write {out / 'histograms.png'}: {first_line(e)}") from e
+        raise UsageError(f"cannot write in {out}: {first_line(e)}; choose another --out") from e
     print(_table(report.records))
-    info(f"wrote {out / 'results.json'}, {out / 'histograms.png'} and {out / 'scores.csv'}")
+    info(f"wrote {written[0]}, {written[1]} and {written[2]}")
     return 0

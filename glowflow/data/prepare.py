@@ -44,7 +44,7 @@ from glowflow.data.store import (
     verify_store,
 )
 from glowflow.errors import first_line
-from glowflow.files import atomic_write, atomic_write_json
+from glowflow.files import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = ["prepare_store"]
 
@@ -329,7 +329,7 @@ def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]
         manifest["attrs"] = {"file": "attrs.npy", "sha256": digest}
         manifest["attr_names"] = source.attr_names
     if names is not None:
-        (out / "names.txt").write_text("".join(f"{name}\n" for name in names))
+        atomic_write_text(out / "names.txt", "".join(f"{name}\n" for name in names))
         manifest["names"] = {"file": "names.txt", "sha256": file_sha256(out / "names.txt")}
     manifest["checksum"] = files_checksum(store_files(manifest))
     atomic_write_json(out / MANIFEST, manifest)

@@ -28,7 +28,7 @@ from glowflow.explorer.faces import ImageInputError
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 _DRAIN_FACTOR = 16  # past this many times the limit, stop reading an oversized body
-_STATIC = {  # URL path -> (file in glowflow/static, content type)
+_STATIC = {  # URL path -> (file in glowflow/explorer/static, content type)
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/explorer.js": ("explorer.js", "text/javascript; charset=utf-8"),
     "/static/explorer.css": ("explorer.css", "text/css; charset=utf-8"),

@@ -2,7 +2,8 @@
 detection report, the typicality test, the metrics, the codecs of input complexity and the
 files of a detection (its results record, per-image rows and histograms)."""
 
-from glowflow.ood.detect import (
+from glowflow.ood.compression import CODECS
+from glowflow.ood.detection import (
     DEFAULT_TYPICALITY_M,
     IN_DIST,
     METHODS,
@@ -15,6 +16,7 @@ from glowflow.ood.detect import (
     detect,
     score_images,
 )
+from glowflow.ood.metrics import aupr, auroc, detection_metrics, fpr_at_tpr
 from glowflow.ood.results import (
     csv_text,
     detection_rows,
@@ -22,9 +24,11 @@ from glowflow.ood.results import (
     results_record,
     save_histograms,
     score_rows,
+    write_detection,
 )
 
 __all__ = [
+    "CODECS",
     "DEFAULT_TYPICALITY_M",
     "IN_DIST",
     "METHODS",
@@ -32,14 +36,19 @@ __all__ = [
     "OODError",
     "Report",
     "TypicalityTest",
+    "aupr",
+    "auroc",
     "check_methods",
     "check_sets",
     "csv_text",
     "detect",
+    "detection_metrics",
     "detection_rows",
+    "fpr_at_tpr",
     "ood_set_names",
     "results_record",
     "save_histograms",
     "score_images",
     "score_rows",
+    "write_detection",
 ]

@@ -2,19 +2,21 @@
 record (``results.json`` of ``glowflow ood``), the per-image rows (``scores.csv``, and the CSV of
 ``glowflow score``) and the score histograms, so that a Python user gets what the command writes.
 
-Typical use, after :func:`glowflow.ood.detect.detect`::
+Typical use, after :func:`glowflow.ood.detection.detect`::
 
     names = ood_set_names(["npz:mnist.npz"])  # "mnist"
     report = detect(held_out, {names[0]: digits})
     record = results_record(report, held_out, {names[0]: digits}, checkpoint="fashion-mnist",
                             in_spec="npz:fashion_test.npz", ood_specs=["npz:mnist.npz"])
-    Path("results.json").write_text(json.dumps(record, indent=2))
+    rows = detection_rows(report, held_out, {names[0]: digits}, labels)
+    write_detection(Path("results"), record, rows, report, "fashion", "scores")
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,13 +24,17 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from glowflow.data.datasets import dataset_name
-from glowflow.ood.detect import IN_DIST, ImageScores, Report
+from glowflow.files import atomic_write_text
+from glowflow.ood.detection import IN_DIST, ImageScores, Report
 from glowflow.viz import plot_score_histograms
 
 __all__ = ["SCORE_LABELS", "csv_text", "detection_rows", "ood_set_names", "results_record",
            "save_histograms", "score_rows"]  # fmt: skip
 
 # the axis label of each method's score
+#: The files of ``glowflow ood``'s results folder.
+RESULTS_FILE, SCORES_FILE, HISTOGRAMS_FILE = "results.json", "scores.csv", "histograms.png"
+
 SCORE_LABELS = {
     "bpd": "bits/dim",
     "complexity": "bits/dim - codec bits/dim",
@@ -39,7 +45,7 @@ SCORE_LABELS = {
 def ood_set_names(specs: Sequence[str]) -> list[str]:
     """A name for each OOD set, in order: its data set's name
     (:func:`glowflow.data.datasets.dataset_name`), followed by ``-2``, ``-3``, ... where that
-    would repeat an earlier set's name or be :data:`~glowflow.ood.detect.IN_DIST`."""
+    would repeat an earlier set's name or be :data:`~glowflow.ood.detection.IN_DIST`."""
     names: list[str] = []
     for spec in specs:
         name, k = dataset_name(spec), 2
@@ -76,7 +82,7 @@ def results_record(
     """The results record of a detection, as ``glowflow ood`` writes it to ``results.json``.
 
     Args:
-        report: what :func:`~glowflow.ood.detect.detect` found (and the settings it ran with).
+        report: what :func:`~glowflow.ood.detection.detect` found (and the settings it ran with).
         in_dist: the scores of all the in-distribution images (calibration part included).
         ood_sets: name -> scores of each OOD set, as given to ``detect``.
         checkpoint: how the model was named (a run folder, a bundled name, a Hub id, ...).
@@ -146,7 +152,7 @@ def detection_rows(
     labels: Mapping[str, torch.Tensor | None] | None = None,
 ) -> list[dict[str, Any]]:
     """The per-image rows of every set of a detection (``scores.csv`` of ``glowflow ood``):
-    the in-distribution images first, with ``set`` :data:`~glowflow.ood.detect.IN_DIST` and
+    the in-distribution images first, with ``set`` :data:`~glowflow.ood.detection.IN_DIST` and
     ``part`` ``calibration`` or ``evaluation``, then each OOD set's, with ``part`` ``ood``.
 
     ``labels``: set name (``IN_DIST`` for the in-distribution set) -> its images' labels, for
@@ -194,3 +200,23 @@ def save_histograms(
         for method, sets in report.scores.items()
     }
     return plot_score_histograms(shown, aurocs, SCORE_LABELS, Path(out), thresholds, title)
+
+
+def write_detection(
+    out: Path,
+    record: dict[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    report: Report,
+    in_name: str,
+    title: str,
+) -> list[Path]:
+    """Write a detection's results folder: the record (:func:`results_record`), the per-image
+    rows (:func:`detection_rows`) and the histograms, each file atomically.
+
+    Returns the paths written. Raises ``OSError`` where one cannot be written.
+    """
+    out = Path(out)
+    atomic_write_text(out / RESULTS_FILE, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out / SCORES_FILE, csv_text(rows))
+    save_histograms(report, out / HISTOGRAMS_FILE, in_name, title)
+    return [out / RESULTS_FILE, out / HISTOGRAMS_FILE, out / SCORES_FILE]

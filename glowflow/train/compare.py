@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from glowflow.errors import GlowflowError
+from glowflow.files import atomic_write_json
 from glowflow.train.rundir import RunDir
-from glowflow.viz import new_figure
+from glowflow.viz import new_figure, save_figure
 
 #: What a comparison writes into its folder, beside one run folder per combination.
 RESULTS_FILE = "results.json"  # the curves, final values and orderings
@@ -87,7 +88,7 @@ def run_comparison(
     if failed:
         raise CompareError(f"runs failed: {', '.join(failed)}; rerun the same command to retry")
     results = collect(out, permutations, couplings)
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    atomic_write_json(out / RESULTS_FILE, results, indent=2)
     plot_curves(results, out / CURVES_FILE)
     return results
 
@@ -105,7 +106,7 @@ def _check_same_setup(out: Path, train_args: list[str]) -> None:
         return
     try:
         out.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"train_args": train_args}, indent=2))
+        atomic_write_json(record, {"train_args": train_args}, indent=2)
     except OSError as e:
         raise CompareError(f"cannot write {record}: {e}; choose another --out") from e
 
@@ -183,5 +184,4 @@ def plot_curves(results: dict, path: Path) -> Path:
                 pad = 0.05 * (max(finite) - min(finite))
                 ax.set_ylim(min(finite) - pad, max(finite) + pad)
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)

@@ -7,7 +7,7 @@ number of processes see the same inputs, and the process's global random state i
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional, Tuple
 
 import torch
 
@@ -18,7 +18,7 @@ from glowflow.data.imagedata import ImageData
 from glowflow.data.store import StoreImages
 from glowflow.distributed import DistInfo
 
-Batch = tuple[torch.Tensor, torch.Tensor | None]
+Batch = Tuple[torch.Tensor, Optional[torch.Tensor]]  # typing's forms: evaluated on Python 3.9
 
 
 class RunBatches:

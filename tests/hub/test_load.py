@@ -17,7 +17,8 @@ from glowflow.hub.pretrained import PretrainedError
 
 
 def test_load_model_keeps_the_weights_only(tmp_path, monkeypatch):
-    """The optimiser's moments in a run's checkpoint die once the model is loaded."""
+    """The file is read on the CPU whatever the model's device, and the optimiser's moments in
+    a run's checkpoint die once the model is loaded."""
     run = tmp_path / "run"
     make_run(run)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
@@ -29,14 +30,15 @@ def test_load_model_keeps_the_weights_only(tmp_path, monkeypatch):
     def watched(path, map_location="cpu"):
         found = read(path, map_location)
         moments.append(weakref.ref(found["optimizer"]["state"][0]["exp_avg"]))
-        assert map_location == "cpu"  # read on the CPU whatever the model's device
+        assert map_location == "cpu"
         return found
 
     monkeypatch.setattr(checkpoint, "load_checkpoint", watched)
-    loaded = load_model(run)
+    loaded = load_model(run, map_location="meta")  # a device of its own, holding no data
     gc.collect()
     assert len(moments) == 1 and moments[0]() is None
     assert loaded.step == 3
+    assert {p.device.type for p in loaded.model.parameters()} == {"meta"}
 
 
 def test_load_model_reads_runs_checkpoints_and_pretrained_folders(tmp_path, bundled):

@@ -1,5 +1,5 @@
-"""Out-of-distribution scores (glowflow.ood.detect, glowflow.ood.compression) on a tiny model and on
-hand-made score sets."""
+"""Out-of-distribution scores (glowflow.ood.detection, glowflow.ood.compression) on a tiny
+model and on hand-made score sets."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from glowflow import Glow
 from glowflow.data.evaluate import evaluate_bpd
 from glowflow.nn.objective import preprocess
 from glowflow.ood.compression import compressed_bits_per_dim
-from glowflow.ood.detect import (
+from glowflow.ood.detection import (
     IN_DIST,
     METHODS,
     ImageScores,

@@ -12,7 +12,7 @@ from glowflow.data.datasets import load_dataset
 from glowflow.hub.gallery import load_gallery
 from glowflow.hub.load import load_model
 from glowflow.hub.names import resolve_pretrained
-from glowflow.ood.detect import detect, score_images
+from glowflow.ood.detection import detect, score_images
 
 FASHION_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 

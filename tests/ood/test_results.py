@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from glowflow.ood.detect import IN_DIST, ImageScores, Report, detect
+from glowflow.ood.detection import IN_DIST, ImageScores, Report, detect
 from glowflow.ood.results import (
     csv_text,
     detection_rows,
@@ -129,3 +129,24 @@ def test_rows_say_each_images_set_part_and_scores_and_the_csv_joins_their_column
         "index": 0, "bpd": 1.0, "bpd_level_0": 0.25, "bpd_level_1": 0.75, "png_bpd": 0.5,
         "complexity": 0.5,
     }  # fmt: skip
+
+
+def test_the_results_folder_is_written_whole_and_a_failed_write_keeps_the_old_files(
+    tmp_path, monkeypatch
+):
+    from glowflow.ood import results
+
+    rng = np.random.default_rng(0)
+    scores = {"bpd": {IN_DIST: rng.normal(1, 0.1, 20), "x": rng.normal(2, 0.1, 20)}}
+    report = Report(records=[{"method": "bpd", "ood": "x", "auroc": 1.0}], scores=scores)
+    written = results.write_detection(tmp_path, {"a": 1}, [{"k": 1}], report, "in", "t")
+    assert [p.name for p in written] == ["results.json", "histograms.png", "scores.csv"]
+    assert json.loads((tmp_path / "results.json").read_text()) == {"a": 1}
+
+    def no_space(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(results, "save_histograms", no_space)
+    with pytest.raises(OSError):
+        results.write_detection(tmp_path, {"a": 2}, [{"k": 2}], report, "in", "t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)

@@ -1,0 +1,35 @@
+"""A data set loaded to fit a model: its images the shape the model takes, its labels in range."""
+
+from __future__ import annotations
+
+from glowflow.data.datasets import load_dataset
+from glowflow.data.formats import DataError
+from glowflow.data.imagedata import ImageData
+from glowflow.nn.model import GlowFlow
+
+
+def load_fitting(
+    spec: str,
+    model: GlowFlow,
+    image_size: int | None = None,
+    pad: int | None = None,
+    limit: int | None = None,
+    check_labels: bool = True,
+) -> ImageData:
+    """The data set ``spec``, checked to fit the model: image shape, and (with
+    ``check_labels``) labels in range for a class-conditional model."""
+    data = load_dataset(spec, image_size=image_size, pad=pad, limit=limit)
+    want, got = model.config.image_shape, data.image_shape
+    if got[0] != want[0]:
+        raise DataError(
+            f"the model takes {want[0]}-channel images, {spec} has {got[0]} channels; "
+            f"convert the set to {'grayscale' if want[0] == 1 else 'RGB'} first"
+        )
+    if got != want:
+        raise DataError(
+            f"the model takes images {want}, {spec} gives {got}; match them with "
+            f"--image-size or --pad"
+        )
+    if data.labels is not None and check_labels:
+        data.check_labels(model.config.num_classes)
+    return data
