@@ -18,7 +18,6 @@ from glowflow.cli.common import (
     write_result,
 )  # fmt: skip
 from glowflow.cli.models import CHECKPOINT_HELP, gather_images
-from glowflow.data.imagedata import find_label, label_names
 from glowflow.distributed import resolve_device
 from glowflow.hub.load import load_model
 from glowflow.latent.directions import attribute_choices, choose_direction
@@ -26,7 +25,8 @@ from glowflow.latent.latents import (
     interpolate_images,
     manipulate_images,
     reconstruction_errors,
-    sample_images,
+    row_labels,
+    sample_rows,
 )
 from glowflow.progress import progress_bar
 
@@ -76,34 +76,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_data_options(p)
 
 
-def _labels_per_row(text: str | None, model, class_names: list[str] | None) -> list[int | None]:
-    """The label of each row of samples: one for ``--label``, every class for a
-    class-conditional model without it, none otherwise."""
-    k = model.config.num_classes
-    if text is None:
-        return list(range(k)) if k is not None else [None]
-    if k is None:
-        raise UsageError("this model is not class-conditional; drop --label")
-    if text == "all":
-        return list(range(k))
-    return [find_label(label_names(class_names, k), text)]
-
-
 def sample(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint, resolve_device(args.device))
     model = loaded.model
     seeds = args.seeds if args.seeds is not None else list(range(args.n))
-    if not seeds:
-        raise UsageError("--seeds names no seed; write a range like 0-63 or a list like 1,5,9")
     temps = args.temperatures or [args.temperature]
-    labels_per_row = _labels_per_row(args.label, model, loaded.class_names)
-    if len(temps) > 1 and len(labels_per_row) > 1:
-        raise UsageError("give one label (--label K) with --temperatures: rows are temperatures")
-    rows = []
-    for t in temps:
-        for label in labels_per_row:
-            y = None if label is None else torch.full((len(seeds),), label, dtype=torch.long)
-            rows.append(sample_images(model, seeds, t, y))
+    labels_per_row = row_labels(model, args.label, loaded.class_names)
+    rows = sample_rows(model, seeds, temps, labels_per_row)
     one_row_each = len(rows) > 1
     nrow = args.nrow or (len(seeds) if one_row_each else max(1, int(len(seeds) ** 0.5)))
     record = {

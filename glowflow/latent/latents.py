@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from glowflow.data.imagedata import find_label, label_names
+from glowflow.errors import GlowflowError
 from glowflow.nn.model import GlowFlow
 from glowflow.nn.objective import postprocess, preprocess
 
@@ -50,6 +52,46 @@ def sample_images(
         raise ValueError("this model is class-conditional: give a label for every sample")
     eps = seed_latents(seeds, model.num_dims, device, dtype)
     return decode_latents(model, eps * temperature, labels, batch_size)
+
+
+class SampleError(GlowflowError, ValueError):
+    """Labels or temperatures that cannot make a grid of samples; the message names the fix."""
+
+
+def row_labels(
+    model: GlowFlow, label: str | None, class_names: list[str] | None = None
+) -> list[int | None]:
+    """The label of each row of samples: the one ``label`` names (a class name, a number, or
+    ``"all"`` for every class); every class for a class-conditional model without it; none
+    for a model that is not class-conditional."""
+    k = model.config.num_classes
+    if label is None:
+        return list(range(k)) if k is not None else [None]
+    if k is None:
+        raise SampleError("this model is not class-conditional; drop --label")
+    if label == "all":
+        return list(range(k))
+    return [find_label(label_names(class_names, k), label)]
+
+
+def sample_rows(
+    model: GlowFlow,
+    seeds: Sequence[int],
+    temperatures: Sequence[float],
+    labels: Sequence[int | None],
+) -> list[torch.Tensor]:
+    """One row of samples (:func:`sample_images`, by ``seeds``) for each temperature, or for
+    each label: rows are temperatures or labels, not both, so that a grid reads one way."""
+    if not seeds:
+        raise SampleError("--seeds names no seed; write a range like 0-63 or a list like 1,5,9")
+    if len(temperatures) > 1 and len(labels) > 1:
+        raise SampleError("give one label (--label K) with --temperatures: rows are temperatures")
+    rows = []
+    for t in temperatures:
+        for label in labels:
+            y = None if label is None else torch.full((len(seeds),), label, dtype=torch.long)
+            rows.append(sample_images(model, seeds, t, y))
+    return rows
 
 
 @torch.no_grad()

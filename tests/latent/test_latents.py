@@ -276,3 +276,24 @@ def test_exported_model_edits_image_files_with_its_own_directions(trained, tmp_p
     r = glowflow("manipulate", "--checkpoint", out, "--attribute", "Odd",
                         "--images", "0,1", files[0])  # fmt: skip
     one_line_error(r, "indices or image files, not both")
+
+
+def test_rows_are_temperatures_or_labels_and_bad_labels_name_the_fix():
+    from glowflow.latent.latents import SampleError, row_labels, sample_rows
+
+    plain = Glow((1, 4, 4), levels=1, depth=1, hidden_channels=4)
+    conditional = Glow((1, 4, 4), levels=1, depth=1, hidden_channels=4, num_classes=3)
+    assert row_labels(plain, None) == [None]
+    assert row_labels(conditional, None) == [0, 1, 2] == row_labels(conditional, "all")
+    assert row_labels(conditional, "b", ["a", "b", "c"]) == [1]
+    with pytest.raises(SampleError, match="not class-conditional"):
+        row_labels(plain, "1")
+    rows = sample_rows(conditional, [4, 5], [0.5], [0, 2])
+    assert [r.shape for r in rows] == [(2, 1, 4, 4)] * 2
+    # a row is what sample_images draws for its label, image k fixed by seed k
+    y = torch.full((2,), 2, dtype=torch.long)
+    assert torch.equal(rows[1], sample_images(conditional, [4, 5], 0.5, y))
+    with pytest.raises(SampleError, match="rows are temperatures"):
+        sample_rows(conditional, [1], [0.5, 1.0], [0, 1])
+    with pytest.raises(SampleError, match="names no seed"):
+        sample_rows(plain, [], [0.7], [None])
