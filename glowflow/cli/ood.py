@@ -56,14 +56,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "score",
         help="per-image bits/dim, per-level bits/dim and input complexity, as CSV",
         description="Write one CSV row per image: its bits/dim under the model, each level's "
-        "share of it, the bits/dim of the image stored losslessly by --codec, and the "
-        "complexity-corrected score (bits/dim minus the codec's). A class-conditional model "
-        "gives the marginal likelihood over classes.",
+        "share of it, the bits/dim of the image stored losslessly by --codec, the "
+        "complexity-corrected score (bits/dim minus the codec's), its bits per image and, for "
+        "padded images (--pad), bits/dim over the pixels before the padding. A "
+        "class-conditional model gives the marginal likelihood over classes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_common(p)
     p.add_argument("--dataset", required=True, metavar="SPEC", help="mnist-mini or KIND:PATH")
     p.add_argument("--out", required=True, help="the CSV file to write")
+    p.add_argument("--samples", type=positive_int, default=1, metavar="K",
+                   help="dequantisation draws per image: K > 1 makes bpd the "
+                   "importance-weighted estimate over K draws (levels: the first)")  # fmt: skip
 
     p = sub.add_parser(
         "ood",
@@ -103,6 +107,7 @@ def _score(args: argparse.Namespace, model: GlowFlow, data: ImageData, device) -
     return score_images(
         model, data.images, batch_size=args.batch_size, seed=args.seed, device=device,
         codec=args.codec, progress=None if args.no_progress else progress_bar(name),
+        samples=getattr(args, "samples", 1),
     )  # fmt: skip
 
 
@@ -122,7 +127,9 @@ def score(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, device, ema=not args.no_ema).model
     data = _load(args, model, args.dataset)
     scores = _score(args, model, data, device)
-    _write_text(out, csv_text(score_rows(scores, data.labels)))
+    original = data.original_dims if data.pad else None
+    rows = score_rows(scores, data.labels, dims=model.config.num_dims, original_dims=original)
+    _write_text(out, csv_text(rows))
     info(
         f"{len(data)} images of {args.dataset}: mean {scores.bpd.mean():.4f} bits/dim, "
         f"{args.codec} {scores.compressed_bpd.mean():.4f} bits/dim, complexity "

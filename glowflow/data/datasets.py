@@ -138,6 +138,7 @@ def load_dataset(
         attr_names=data.attr_names,
         class_names=data.class_names,
         name=spec,
+        pad=pad,
     )
 
 

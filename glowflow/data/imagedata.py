@@ -28,6 +28,8 @@ class ImageData:
         attr_names: the ``A`` attribute names, or None.
         class_names: the name of each label value, or None.
         name: the spec the data came from.
+        pad: the zero pixels the loader added on each side (``--pad``): the images were
+            ``H - 2 * pad`` by ``W - 2 * pad`` before, the dimensions published figures count.
     """
 
     images: torch.Tensor
@@ -36,6 +38,7 @@ class ImageData:
     attr_names: list[str] | None = None
     class_names: list[str] | None = None
     name: str = ""
+    pad: int = 0
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -57,6 +60,12 @@ class ImageData:
         """``(C, H, W)`` of every image."""
         c, h, w = self.images.shape[1:]
         return (int(c), int(h), int(w))
+
+    @property
+    def original_dims(self) -> int:
+        """The dimensions of an image before its padding: ``C * (H - 2 pad) * (W - 2 pad)``."""
+        c, h, w = self.image_shape
+        return c * (h - 2 * self.pad) * (w - 2 * self.pad)
 
     @property
     def num_classes(self) -> int | None:
@@ -106,6 +115,7 @@ class ImageData:
             attr_names=self.attr_names,
             class_names=self.class_names,
             name=self.name,
+            pad=self.pad,
         )
 
 

@@ -267,6 +267,7 @@ def _open(
         attr_names=m.get("attr_names"),
         class_names=m.get("class_names"),
         name=name or f"store:{root}",
+        pad=int(made.get("pad") or 0),
     )
 
 

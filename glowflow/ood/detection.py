@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from glowflow.data.evaluate import eval_batches
+from glowflow.data.evaluate import eval_batches, image_bits
 from glowflow.errors import GlowflowError
 from glowflow.nn.model import GlowFlow
 from glowflow.nn.objective import bits_per_dim_levels, quantize
@@ -73,12 +73,16 @@ class ImageScores:
         compressed_bpd: float64 ``[N]`` bits/dim of the image stored by ``codec`` (the image
             the model scores: for ``n_bits < 8`` its quantised levels).
         codec: the lossless codec (one of :data:`CODECS`).
+        samples: the dequantisation draws behind ``bpd``: with more than one it is the
+            importance-weighted estimate (:func:`glowflow.data.evaluate.image_bits`), while
+            ``level_bpd`` stays that of the first draw, the one a single-draw ``bpd`` uses.
     """
 
     bpd: torch.Tensor
     level_bpd: torch.Tensor
     compressed_bpd: torch.Tensor
     codec: str = "png"
+    samples: int = 1
 
     @property
     def complexity(self) -> torch.Tensor:
@@ -98,8 +102,9 @@ class ImageScores:
 
     def subset(self, index: torch.Tensor) -> ImageScores:
         return ImageScores(
-            self.bpd[index], self.level_bpd[index], self.compressed_bpd[index], self.codec
-        )
+            self.bpd[index], self.level_bpd[index], self.compressed_bpd[index], self.codec,
+            self.samples,
+        )  # fmt: skip
 
 
 @torch.no_grad()
@@ -111,13 +116,15 @@ def score_images(
     device: torch.device | str | None = None,
     codec: str = "png",
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    samples: int = 1,
 ) -> ImageScores:
     """Bits/dim (total and per level) and compressed size of every uint8 image ``(N, C, H, W)``.
 
     The batches and their noise are those of :func:`glowflow.data.evaluate.eval_batches`, as in
     :func:`glowflow.data.evaluate.evaluate_bpd`, so the mean of ``bpd`` is what ``glowflow eval``
     reports for the same batch size. A class-conditional model gives the marginal likelihood.
-    ``progress`` wraps the batch iterator and gets the batch count.
+    ``progress`` wraps the batch iterator and gets the batch count. ``samples > 1`` makes
+    ``bpd`` the importance-weighted estimate over that many draws an image.
     """
     if codec not in CODECS:
         raise OODError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
@@ -143,11 +150,17 @@ def score_images(
     finally:
         model.train(was_training)
     level_bpd = torch.cat(levels)
+    bpd = level_bpd.sum(1)
+    if samples > 1:
+        bits, _ = image_bits(model, images, batch_size=batch_size, seed=seed, device=device,
+                             samples=samples)  # fmt: skip
+        bpd = bits / cfg.num_dims
     return ImageScores(
-        bpd=level_bpd.sum(1),
+        bpd=bpd,
         level_bpd=level_bpd,
         compressed_bpd=torch.cat(compressed),
         codec=codec,
+        samples=samples,
     )
 
 

@@ -126,10 +126,13 @@ def score_rows(
     scores: ImageScores,
     labels: torch.Tensor | None = None,
     lead: Mapping[str, Any] | None = None,
+    dims: int | None = None,
+    original_dims: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per image: the ``lead`` columns, ``index``, ``label`` (when ``labels`` are
     given), ``bpd``, ``bpd_level_0`` ... (each level's share), ``{codec}_bpd`` and
-    ``complexity``."""
+    ``complexity``; with the model's ``dims``, ``bits_per_image`` too, and with
+    ``original_dims`` (an image's pixels before its padding) ``bpd_original``."""
     complexity = scores.complexity
     rows = []
     for i in range(len(scores)):
@@ -141,6 +144,10 @@ def score_rows(
             row[f"bpd_level_{level}"] = value
         row[f"{scores.codec}_bpd"] = float(scores.compressed_bpd[i])
         row["complexity"] = float(complexity[i])
+        if dims is not None:
+            row["bits_per_image"] = float(scores.bpd[i]) * dims
+            if original_dims is not None:
+                row["bpd_original"] = row["bits_per_image"] / original_dims
         rows.append(row)
     return rows
 

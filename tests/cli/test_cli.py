@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import assert_one_line_error as one_line_error
 from conftest import main_in_process
@@ -25,6 +26,23 @@ def test_train_then_eval_smoke(digits_npz, tmp_path):
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["n"] == 96 and 0 < result["bpd"] < 20
+    assert result["dims"] == 256 and result["samples"] == 1 and "bpd_original" not in result
+    assert abs(result["bits_per_image"] - 256 * result["bpd"]) < 1e-6
+    # the same digits cropped to 12x12 and padded back: bits/dim over the 144 pixels they had
+    cropped = tmp_path / "cropped.npz"
+    with np.load(digits_npz) as d:
+        np.savez(cropped, x=d["x"][:, 2:14, 2:14], y=d["y"])
+    evaluated = {}
+    for k in (1, 3):
+        r = glowflow("eval", "--checkpoint", run, "--dataset", f"npz:{cropped}", "--pad", 2,
+                     "--samples", k, "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        evaluated[k] = json.loads(r.stdout.strip().splitlines()[-1])
+        assert evaluated[k]["samples"] == k and evaluated[k]["original_dims"] == 144
+        assert abs(evaluated[k]["bpd_original"] - evaluated[k]["bits_per_image"] / 144) < 1e-9
+    # the first of the 3 draws is the single draw, so the two are close; the bound itself is
+    # checked against every draw in tests/data/test_evaluate.py
+    assert abs(evaluated[3]["bpd"] - evaluated[1]["bpd"]) < 0.05
     # a run folder that holds a run is refused, and left as it was
     before = (run / "checkpoint.pt").read_bytes()
     r = glowflow("train", "--dataset", f"npz:{digits_npz}", "--steps", 4, "--out", run, *SMALL)

@@ -45,16 +45,33 @@ def test_score_writes_one_row_per_image_that_adds_up(sets, tmp_path):
     rows = read_csv(out)
     assert len(rows) == 24
     assert list(rows[0]) == ["index", "label", "bpd", "bpd_level_0", "bpd_level_1",
-                             "bpd_level_2", "png_bpd", "complexity"]  # fmt: skip
+                             "bpd_level_2", "png_bpd", "complexity", "bits_per_image",
+                             "bpd_original"]  # fmt: skip
     for row in rows:
         v = {k: float(x) for k, x in row.items()}
         assert v["bpd"] == pytest.approx(sum(v[f"bpd_level_{i}"] for i in range(3)))
         assert v["complexity"] == pytest.approx(v["bpd"] - v["png_bpd"])
         assert 0.3 < v["bpd"] < 3 and 0.5 < v["png_bpd"] < 4
+        # the model sees 32x32 = 1024 dimensions; the digits had 28x28 = 784 pixels
+        assert v["bits_per_image"] == pytest.approx(1024 * v["bpd"])
+        assert v["bpd_original"] == pytest.approx(v["bits_per_image"] / 784)
     r = main_in_process("eval", "--checkpoint", "mnist", "--dataset", sets["digits"], "--pad", 2,
                         "--limit", 24, "--json", "--no-progress")  # fmt: skip
     mean = np.mean([float(row["bpd"]) for row in rows])
-    assert json.loads(r.stdout)["bpd"] == pytest.approx(mean, rel=1e-6)
+    found = json.loads(r.stdout)
+    assert found["bpd"] == pytest.approx(mean, rel=1e-6)
+    assert found["bpd_original"] == pytest.approx(mean * 1024 / 784, rel=1e-6)
+    # K draws: bpd is the importance-weighted estimate, and eval's mean is the rows' mean
+    r = main_in_process("score", "--checkpoint", "mnist", "--dataset", sets["digits"],
+                        "--pad", 2, "--limit", 24, "--samples", 3, "--out", out,
+                        "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    weighted = [float(row["bpd"]) for row in read_csv(out)]
+    r = main_in_process("eval", "--checkpoint", "mnist", "--dataset", sets["digits"], "--pad", 2,
+                        "--limit", 24, "--samples", 3, "--json", "--no-progress")  # fmt: skip
+    found = json.loads(r.stdout)
+    assert found["samples"] == 3 and found["bpd"] == pytest.approx(np.mean(weighted), rel=1e-6)
+    assert weighted != [float(row["bpd"]) for row in rows]
 
 
 def test_ood_reports_every_method_and_writes_its_files(sets, tmp_path):

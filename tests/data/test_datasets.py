@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_data
 
@@ -104,3 +105,14 @@ def test_split_validation_sizes_disjoint_and_deterministic() -> None:
 def test_split_validation_errors(n: int, fraction: float) -> None:
     with pytest.raises(DataError, match="fraction"):
         split_validation(make_data(n), fraction)
+
+
+def test_the_padding_a_loader_adds_is_recorded_and_kept_by_subsets(tmp_path):
+    builtin = load_dataset("mnist-mini", limit=4)
+    assert builtin.pad == 2 and builtin.image_shape == (1, 32, 32)
+    assert builtin.original_dims == 784 and builtin.subset(slice(0, 2)).pad == 2
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.zeros((3, 6, 6, 3), dtype=np.uint8))
+    assert load_dataset(f"npz:{path}").pad == 0
+    padded = load_dataset(f"npz:{path}", pad=1)
+    assert padded.pad == 1 and padded.original_dims == 3 * 6 * 6

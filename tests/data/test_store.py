@@ -129,3 +129,9 @@ def test_a_store_damaged_during_training_stops_it_in_one_line(digits_npz, tmp_pa
     shard.write_bytes(shard.read_bytes()[:200])  # cut after the store was opened
     with pytest.raises(StoreError, match="images-00003.npy ended early"):
         trainer.run()
+
+
+def test_a_store_records_the_padding_it_was_prepared_with(labelled_npz, tmp_path):
+    prepare_store(f"npz:{labelled_npz}", tmp_path / "st", pad=1)
+    data = load_dataset(f"store:{tmp_path / 'st'}")
+    assert data.pad == 1 and data.original_dims == 3 * 6 * 6
