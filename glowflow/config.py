@@ -137,6 +137,20 @@ PRESETS: dict[str, GlowConfig] = {
 }
 
 
+#: The levels a run gets when it names none, where the image size allows: the paper's 3 at 32x32.
+MAX_AUTO_LEVELS = 3
+
+
+def auto_levels(image_shape: tuple[int, int, int]) -> int:
+    """As many levels as the image size allows, up to :data:`MAX_AUTO_LEVELS`: 3 at 32x32, 2 at
+    MNIST's 28x28 (28 -> 14 -> 7), 1 at 14x14."""
+    _, h, w = image_shape
+    levels = 1
+    while levels < MAX_AUTO_LEVELS and h % 2 ** (levels + 1) == 0 and w % 2 ** (levels + 1) == 0:
+        levels += 1
+    return levels
+
+
 def preset(name: str, **overrides: Any) -> GlowConfig:
     """The preset ``name`` with some fields replaced, e.g. ``preset("cifar10", depth=8)``."""
     if name not in PRESETS:
@@ -172,7 +186,7 @@ class TrainConfig:
     hflip: bool = False
     on_bad_image: str = "skip"
     # model
-    levels: int = 3
+    levels: int | None = None  # None: as many as the image size allows, up to 3 (auto_levels)
     depth: int = 6
     hidden_channels: int = 64
     coupling: str = "affine"
@@ -182,6 +196,9 @@ class TrainConfig:
     y_weight: float = 0.01
     n_bits: int = 8
     memory_saving: bool = False
+    # weights to start from instead of random ones (glowflow.train.warmstart): a bundled name,
+    # pretrained folder, Hub id, run folder or checkpoint; None: a new model
+    init_from: str | None = None
     # optimisation
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -241,6 +258,7 @@ class TrainConfig:
             ),
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0: off)"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.levels is None or self.levels >= 1, "levels must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -251,14 +269,22 @@ class TrainConfig:
     ) -> GlowConfig:
         """The model this run trains on images of ``image_shape`` (``num_classes`` is used only
         with ``y_condition``)."""
+        options = {name: getattr(self, name) for name in MODEL_OPTIONS}
+        if options["levels"] is None:
+            options["levels"] = auto_levels(image_shape)
         return GlowConfig(
             image_shape=image_shape,
             num_classes=num_classes if self.y_condition else None,
-            **{name: getattr(self, name) for name in MODEL_OPTIONS},
+            **options,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields, ``init_from`` only where given: a new run's record reads as it always
+        has."""
+        d = dataclasses.asdict(self)
+        if d["init_from"] is None:
+            del d["init_from"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

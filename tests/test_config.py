@@ -97,3 +97,16 @@ def test_the_recorded_fields_are_those_files_have_always_held():
     assert set(chosen) == MODEL_KEYS | {"memory_format"}
     assert C.GlowConfig.from_dict(chosen).memory_format == "contiguous"
     assert C.GlowConfig.from_dict(C.GlowConfig().to_dict()).memory_format == "auto"
+    started = C.TrainConfig(init_from="mnist").to_dict()
+    assert set(started) == TRAIN_KEYS | {"init_from"}
+    assert C.TrainConfig.from_dict(started).init_from == "mnist"
+
+
+@pytest.mark.parametrize(
+    "size, levels", [((1, 32, 32), 3), ((1, 28, 28), 2), ((3, 64, 64), 3), ((1, 14, 14), 1),
+                     ((3, 32, 48), 3), ((3, 32, 36), 2)],
+)  # fmt: skip
+def test_a_run_that_names_no_levels_gets_as_many_as_the_size_allows_up_to_three(size, levels):
+    assert C.auto_levels(size) == levels
+    assert C.TrainConfig().model_config(size, None).levels == levels
+    assert C.TrainConfig(levels=1).model_config(size, None).levels == 1

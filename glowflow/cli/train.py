@@ -29,6 +29,7 @@ from glowflow.train.trainer import Interrupted, Trainer
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     defaults = TrainConfig().to_dict()
+    defaults["levels"] = "as many as the image size allows, up to 3: 3 at 32x32, 2 at 28x28"
     defaults["max_time"] = f"{DEFAULT_MAX_TIME:g} on {BUILTIN} without another budget, else none"
     p = sub.add_parser(
         "train",
@@ -58,6 +59,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt("--on-bad-image", "unreadable image files: skip with a warning or stop",
         choices=ON_BAD_IMAGE)  # fmt: skip
     opt("--levels", "L, number of levels", type=int)
+    opt(
+        "--init-from",
+        "start from this model's weights, not random ones: a bundled model's "
+        "name, pretrained folder, Hub id, run folder or checkpoint (its architecture where "
+        "these options give none; a fresh optimiser, warm-up and schedule)",
+        metavar="MODEL",
+    )
     opt("--depth", "K, flow steps per level", type=int)
     opt("--hidden-channels", "width of the coupling networks", type=int)
     opt("--coupling", "coupling layer", choices=COUPLINGS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from glowflow.data.datasets import load_dataset
 from glowflow.data.formats import DataError
 from glowflow.data.imagedata import ImageData
@@ -17,9 +19,15 @@ def load_fitting(
     check_labels: bool = True,
 ) -> ImageData:
     """The data set ``spec``, checked to fit the model: image shape, and (with
-    ``check_labels``) labels in range for a class-conditional model."""
+    ``check_labels``) labels in range for a class-conditional model. Without ``pad``, images
+    smaller than the model's by an even number of pixels are zero-padded to its size (a model
+    trained with ``--pad``)."""
     data = load_dataset(spec, image_size=image_size, pad=pad, limit=limit)
-    want, got = model.config.image_shape, data.image_shape
+    want = model.config.image_shape
+    border = _border(data.image_shape, want)
+    if pad is None and border and isinstance(data.images, torch.Tensor):
+        data = data.padded(border)
+    got = data.image_shape
     if got[0] != want[0]:
         raise DataError(
             f"the model takes {want[0]}-channel images, {spec} has {got[0]} channels; "
@@ -33,3 +41,9 @@ def load_fitting(
     if data.labels is not None and check_labels:
         data.check_labels(model.config.num_classes)
     return data
+
+
+def _border(got: tuple[int, int, int], want: tuple[int, int, int]) -> int:
+    """The zero border that turns images of ``got`` into ``want``'s size, or 0 if none does."""
+    dh, dw = want[1] - got[1], want[2] - got[2]
+    return dh // 2 if dh == dw and dh > 0 and dh % 2 == 0 else 0

@@ -8,6 +8,7 @@ class name or number given by a user into a label.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +104,18 @@ class ImageData:
                 f"{self.name} has labels from {lo} to {hi}, outside 0..{num_classes - 1}; "
                 f"fix its labels or its class_names"
             )
+
+    def padded(self, pad: int) -> ImageData:
+        """These images with ``pad`` more zero pixels on each side (in memory; a store's
+        images were padded when it was prepared).
+
+        Raises:
+            DataError: for a store, whose images stay on disk.
+        """
+        if not isinstance(self.images, torch.Tensor):
+            raise DataError(f"{self.name} is a store, padded when prepared; prepare it with --pad")
+        images = torch.nn.functional.pad(self.images, (pad, pad, pad, pad))
+        return dataclasses.replace(self, images=images, pad=self.pad + pad)
 
     def subset(self, index: torch.Tensor | slice) -> ImageData:
         """The images (and their labels and attributes) picked by ``index``; a store's images

@@ -16,6 +16,7 @@ from glowflow import distributed
 from glowflow.config import BUILTIN_DATASET, TRAIN_PRESETS, TrainConfig
 from glowflow.errors import GlowflowError
 from glowflow.train.rundir import CONFIG_FILE, RunDir
+from glowflow.train.warmstart import source_options
 
 #: Options that may change when a run is resumed; every other one must match the run's config.
 RESUMABLE = {
@@ -112,9 +113,11 @@ def train_config(
 ) -> TrainConfig:
     """The config of a run: defaults < ``preset`` < the options ``given`` (by field name).
 
-    A resumed run keeps its own config; only :data:`RESUMABLE` options may change, and no
-    preset may be given. A new run given no budget on the built-in data set without a preset
-    is the default run, of :data:`DEFAULT_MAX_TIME` minutes; any other run states its budget.
+    A run started ``init_from`` a model takes that model's architecture where ``given`` names
+    none (defaults < preset < the source < ``given``). A resumed run keeps its own config;
+    only :data:`RESUMABLE` options may change, and no preset may be given. A new run given no
+    budget on the built-in data set without a preset is the default run, of
+    :data:`DEFAULT_MAX_TIME` minutes; any other run states its budget.
     """
     if resume:
         saved = RunDir(resume).read_config()["train"]
@@ -128,6 +131,8 @@ def train_config(
     values = TrainConfig().to_dict()
     if preset:
         values.update(TRAIN_PRESETS[preset])
+    if given.get("init_from"):  # its architecture, where the options give none
+        values.update(source_options(given["init_from"]))
     values.update(given)
     no_budget = values["steps"] is None and values["epochs"] is None and values["max_time"] is None
     if no_budget and values["dataset"] == BUILTIN_DATASET and not preset:

@@ -44,6 +44,7 @@ from glowflow.train.runstate import Position, checkpoint_state, restore_state, r
 from glowflow.train.schedule import learning_rate, total_steps
 from glowflow.train.steplog import LogWindow, MetricsLog, PendingSteps, StepResult, TrainError
 from glowflow.train.trainsets import load_train_val
+from glowflow.train.warmstart import warm_start
 
 __all__ = ["Interrupted", "StepResult", "TrainError", "Trainer", "load_train_val"]
 
@@ -95,6 +96,8 @@ class Trainer:
         model_config = run_model_config(c, self.train_data.image_shape, num_classes, state)
         # initial weights from the seed, drawn under a private generator (global state kept)
         self.model = build_model(model_config, c.seed, self.device, c.channels_last)
+        if state is None and c.init_from:
+            warm_start(self.model, c)  # the source's weights, actnorm's statistics among them
         if c.memory_saving and self.device.type == "cpu":
             reuse_freed_memory()  # see glowflow.train.allocator: a run's decision, not the model's
         self.objective: nn.Module = Objective(self.model)
