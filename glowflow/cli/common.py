@@ -83,6 +83,14 @@ def load_data_for(args: argparse.Namespace, model: GlowFlow, limit: int | None =
     return load_fitting(args.dataset, model, args.image_size, args.pad, limit)
 
 
+def read_text(path: str, option: str) -> str:
+    """The UTF-8 text of the file an option names."""
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {option} {path}: {first_line(e)}; pass a text file") from e
+
+
 def check_indices(indices: list[int], n: int, what: str) -> None:
     bad = [i for i in indices if not 0 <= i < n]
     if bad:

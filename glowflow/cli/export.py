@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from glowflow.cli.common import info
+from glowflow.cli.common import info, positive_int, read_text
 from glowflow.hub.names import push_to_hub
 from glowflow.progress import progress_bar
 from glowflow.train.export import export_with_figures
@@ -32,6 +32,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="images the model never saw: their bits/dim goes into the card",
     )
+    p.add_argument("--test", metavar="SPEC", help="a test set, reported on the card only "
+                   "(one dequantisation draw an image)")  # fmt: skip
+    p.add_argument("--test-description", help="what the test images are, for the card")
+    p.add_argument(
+        "--test-samples",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="K > 1: give the test set's importance-weighted figure over K draws too",
+    )
+    p.add_argument("--comparison", metavar="FILE", help="a Markdown file: the card's section "
+                   "that sets the model beside published results")  # fmt: skip
     p.add_argument(
         "--attributes",
         metavar="SPEC",
@@ -57,14 +69,20 @@ def run(args: argparse.Namespace) -> int:
         card["dataset"] = args.data_description
     if args.push:
         card["repo_id"] = args.push
+    if args.comparison:
+        card["comparison"] = read_text(args.comparison, "--comparison").strip()
     out, measured = export_with_figures(
         args.run_dir, args.out_dir, dtype=args.dtype, card=card, heldout=args.heldout,
-        heldout_description=args.heldout_description, attributes_from=args.attributes,
-        progress=progress_bar,
+        heldout_description=args.heldout_description, test=args.test,
+        test_description=args.test_description, test_samples=args.test_samples,
+        attributes_from=args.attributes, progress=progress_bar,
     )  # fmt: skip
-    if args.heldout:
-        info(f"{measured['heldout_bpd']:.4f} bits/dim on the {measured['heldout_images']} "
-             f"held-out images of {args.heldout}")  # fmt: skip
+    for key, spec in (("heldout", args.heldout), ("test", args.test)):
+        if spec:
+            info(f"{measured[key + '_bpd']:.4f} bits/dim over {measured['dims']} dimensions on "
+                 f"the {measured[key + '_images']} images of {spec}")  # fmt: skip
+    if "test_bpd_iw" in measured:
+        info(f"{measured['test_bpd_iw']:.4f} importance-weighted over {args.test_samples} draws")
     if args.attributes:
         info(f"{len(measured['attributes'])} attribute directions from {args.attributes}")
     info(f"wrote {out}")

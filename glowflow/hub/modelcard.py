@@ -18,7 +18,18 @@ CARD_KEYS = (
     "data_license",  # the data set's licence
     "heldout",  # description of the held-out images
     "heldout_images",  # how many held-out images
-    "heldout_bpd",  # bits/dim measured on them
+    "heldout_bpd",  # bits/dim measured on them, one dequantisation draw an image
+    "dims",  # the dimensions those bits/dim are over: the model's input, C * H * W
+    "heldout_bpd_original",  # the same bits over the pixels before padding
+    "original_dims",  # those pixels, C * (H - 2 pad) * (W - 2 pad), where padded
+    "test",  # description of a test set, reported only: nothing is chosen on it
+    "test_images",  # how many test images
+    "test_bpd",  # bits/dim on them, one draw an image, over ``dims``
+    "test_bpd_original",  # over ``original_dims``
+    "test_samples",  # K of the importance-weighted figure below
+    "test_bpd_iw",  # the importance-weighted estimate over K draws, over ``dims``
+    "test_bpd_iw_original",  # over ``original_dims``
+    "comparison",  # Markdown: the model beside published results
     "train_command",  # the command that trained it
     "steps",  # optimisation steps
     "wall_time_min",  # training wall time in minutes
@@ -59,6 +70,27 @@ def _facts(card: dict[str, Any], rows: list[tuple[str, str, Callable[[Any], str]
     return [f"- {label}: {show(card[key])}" for key, label, show in rows if key in card]
 
 
+def _bits(card: dict[str, Any], key: str, label: str) -> list[str]:
+    """The line of a bits/dim figure, naming what it counts: the dimensions it is over (and
+    the figure over the pixels before padding, ``KEY_original``), and the draws an image."""
+    if key not in card:
+        return []
+    value = _decimals(4)(card[key])
+    draws = (
+        f"{card['test_samples']} dequantisation draws"
+        if key.endswith("_iw")
+        else ("one dequantisation draw")
+    )
+    if "dims" not in card:
+        return [f"- {label}: {value} ({draws} an image)"]
+    line = f"- {label}: {value} over the model's {card['dims']:,} input dimensions"
+    original = card.get(key + "_original")
+    if original is not None and "original_dims" in card:
+        pixels = card["original_dims"]
+        line += f"; {_decimals(4)(original)} over the {pixels:,} pixels before padding"
+    return [f"{line} ({draws} an image)"]
+
+
 def render_model_card(config: GlowConfig, card: dict[str, Any], dtype: str = "float32") -> bytes:
     """A Hub model card (``README.md``): YAML front matter, then one line per given fact."""
     front = ["---", "library_name: glowflow"]
@@ -76,8 +108,15 @@ def render_model_card(config: GlowConfig, card: dict[str, Any], dtype: str = "fl
     evaluation = _facts(card, [
         ("heldout", "Held-out images", str),
         ("heldout_images", "Number of held-out images", str),
-        ("heldout_bpd", "Bits per dimension on the held-out images", _decimals(3)),
     ])  # fmt: skip
+    evaluation += _bits(card, "heldout_bpd", "Bits per dimension on the held-out images")
+    evaluation += _facts(card, [
+        ("test", "Test images (reported only: nothing was trained, chosen or tuned on them)", str),
+        ("test_images", "Number of test images", str),
+    ])  # fmt: skip
+    evaluation += _bits(card, "test_bpd", "Bits per dimension on the test images")
+    samples = card.get("test_samples")
+    evaluation += _bits(card, "test_bpd_iw", f"The same, importance-weighted over {samples} draws")
     training = _facts(card, [
         ("train_command", "Command", lambda v: f"`{v}`"),
         ("steps", "Steps", str),
@@ -108,6 +147,7 @@ def render_model_card(config: GlowConfig, card: dict[str, Any], dtype: str = "fl
         ("Model", model),
         ("Data", data),
         ("Evaluation", evaluation),
+        ("Beside published results", [str(card["comparison"])] if "comparison" in card else []),
         ("Training", training),
         ("Notes", [str(card["notes"])] if "notes" in card else []),
         ("How to use", usage),

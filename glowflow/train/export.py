@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from glowflow.config import LIBRARY_ONLY, TrainConfig
-from glowflow.data.evaluate import evaluate_bpd
+from glowflow.data.evaluate import evaluate_bits
 from glowflow.data.fitting import load_fitting
 from glowflow.hub.checkpoint import model_from_checkpoint
 from glowflow.hub.pretrained import (
@@ -121,6 +121,9 @@ def export_with_figures(
     card: dict[str, Any] | None = None,
     heldout: str | None = None,
     heldout_description: str | None = None,
+    test: str | None = None,
+    test_description: str | None = None,
+    test_samples: int = 1,
     attributes_from: str | None = None,
     progress: Callable[[str], Callable[[Iterable, int], Iterable]] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
@@ -129,13 +132,16 @@ def export_with_figures(
     The out folder is checked before any long work. ``heldout`` (a data set spec, loaded with
     the run's ``--image-size`` and ``--pad``) is scored with the weights as they are shipped
     (a float16 export is measured after its round trip through float16), and its bits/dim go
-    on the card; ``attributes_from`` (a spec with binary attributes) gives the attribute
-    directions the folder ships. ``progress(name)`` makes the progress wrapper of each pass.
+    on the card, with the dimensions they are over (and over the pixels before padding, for
+    padded images). ``test`` is scored the same way, for the record only, one draw an image
+    and, with ``test_samples`` K > 1, importance-weighted over K draws too.
+    ``attributes_from`` (a spec with binary attributes) gives the attribute directions the
+    folder ships. ``progress(name)`` makes the progress wrapper of each pass.
 
     Returns:
-        The folder written, and what was measured: ``heldout_bpd`` and ``heldout_images``
-        where ``heldout`` was given, ``attributes`` (the directions' names) where
-        ``attributes_from`` was.
+        The folder written, and what was measured: the card's ``heldout_*`` and ``test_*``
+        figures where ``heldout`` and ``test`` were given, ``attributes`` (the directions'
+        names) where ``attributes_from`` was.
     """
     check_folder(Path(out_dir).expanduser())  # before the long work, not after it
     model, _ = model_from_checkpoint(run_dir, "cpu", ema=True)
@@ -145,13 +151,25 @@ def export_with_figures(
     data_kw = dict(image_size=train.get("image_size"), pad=train.get("pad"))
     card = dict(card or {})
     measured: dict[str, Any] = {}
-    if heldout:
-        data = load_fitting(heldout, model, **data_kw)
-        shown = progress("held-out") if progress else None
-        bpd = evaluate_bpd(model, data.images, data.labels, progress=shown)
-        card.update(heldout=heldout_description or heldout, heldout_images=len(data),
-                    heldout_bpd=round(bpd, 4))  # fmt: skip
-        measured.update(heldout_bpd=bpd, heldout_images=len(data))
+    for key, spec, description in (("heldout", heldout, heldout_description),
+                                   ("test", test, test_description)):  # fmt: skip
+        if not spec:
+            continue
+        data = load_fitting(spec, model, **data_kw)
+        draws = [1] + ([test_samples] if key == "test" and test_samples > 1 else [])
+        for k in draws:
+            shown = progress(key if k == 1 else f"{key}, {k} draws") if progress else None
+            found = evaluate_bits(model, data.images, data.labels, progress=shown, samples=k)
+            name = f"{key}_bpd" + ("_iw" if k > 1 else "")
+            measured[name] = round(found.bpd, 4)
+            if data.pad:
+                measured[name + "_original"] = round(found.over(data.original_dims), 4)
+                measured["original_dims"] = data.original_dims
+        measured.update({key: description or spec, f"{key}_images": len(data),
+                         "dims": model.config.num_dims})  # fmt: skip
+        if len(draws) > 1:
+            measured["test_samples"] = test_samples
+    card.update(measured)
     attributes = None
     if attributes_from:
         data = load_fitting(attributes_from, model, **data_kw)

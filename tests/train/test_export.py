@@ -58,3 +58,40 @@ def test_export_run_errors(tmp_path):
         export_run(tmp_path / "nowhere", tmp_path / "out")
     assert_one_line(e, "checkpoint.pt")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_card_names_each_figures_dimensions_padding_and_draws(tmp_path):
+    """Held-out and test figures on the card: over the model's input and over the pixels
+    before padding, one draw, and the test set importance-weighted over K draws."""
+    import numpy as np
+
+    from glowflow.data.evaluate import evaluate_bits
+    from glowflow.hub.checkpoint import model_from_checkpoint
+    from glowflow.train.export import export_with_figures
+
+    run = tmp_path / "run"
+    make_run(run)  # a (3, 8, 8) model, trained (as far as the card knows) unpadded
+    raw = np.random.default_rng(0).integers(0, 256, (10, 6, 6, 3), dtype=np.uint8)
+    np.savez(tmp_path / "small.npz", x=raw)  # 6x6 images: padded by 1 to fit the model
+    comparison = "| model | bits/dim |\n|---|---|\n| theirs | 1.00 |"
+    out, measured = export_with_figures(
+        run, tmp_path / "out", card={"comparison": comparison},
+        heldout=f"npz:{tmp_path / 'small.npz'}", heldout_description="ten images",
+        test=f"npz:{tmp_path / 'small.npz'}", test_samples=4,
+    )  # fmt: skip
+    padded = torch.nn.functional.pad(torch.from_numpy(raw).permute(0, 3, 1, 2), (1, 1, 1, 1))
+    shipped = model_from_checkpoint(run, "cpu", ema=True)[0]  # the EMA weights, as exported
+    one = evaluate_bits(shipped, padded)
+    four = evaluate_bits(shipped, padded, samples=4)
+    assert measured["heldout_bpd"] == pytest.approx(one.bpd, abs=1e-4)
+    assert measured["heldout_bpd_original"] == pytest.approx(one.bits_per_image / 108, abs=1e-4)
+    assert measured["test_bpd_iw"] == pytest.approx(four.bpd, abs=1e-4)
+    assert (measured["dims"], measured["original_dims"], measured["test_samples"]) == (192, 108, 4)
+    card = (out / "README.md").read_text()
+    held = f"{measured['heldout_bpd']:.4f} over the model's 192 input dimensions; "
+    held += f"{measured['heldout_bpd_original']:.4f} over the 108 pixels before padding "
+    assert f"- Bits per dimension on the held-out images: {held}(one dequantisation draw" in card
+    assert "- Test images (reported only: nothing was trained, chosen or tuned on them)" in card
+    iw = f"importance-weighted over 4 draws: {measured['test_bpd_iw']:.4f} over the model's 192"
+    assert iw in card and "(4 dequantisation draws an image)" in card
+    assert "## Beside published results\n\n| model | bits/dim |" in card
