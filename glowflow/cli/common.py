@@ -74,7 +74,12 @@ def index_pair(text: str) -> tuple[int, int]:
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help="resize the data set's images")
-    p.add_argument("--pad", type=int, help="zero-pad the data set's images (MNIST kinds: 2)")
+    p.add_argument(
+        "--pad",
+        type=int,
+        help="zero-pad the data set's images (default: to the "
+        "model's size where they are smaller by an even number of pixels)",
+    )
     p.add_argument("--device", default="auto")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Callable
 
 from glowflow.cli.common import info
 from glowflow.config import (
@@ -54,28 +54,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     opt("--val-dataset", "separate validation set (else --val-fraction)", metavar="SPEC")
     opt("--val-fraction", "fraction of the data held out for validation", type=float)
     opt("--image-size", "resize images to this square size", type=int)
-    opt("--pad", "zero-pad images by this many pixels a side (MNIST kinds: 2)", type=int)
+    opt("--pad", "zero-pad images by this many pixels a side", type=int)
     opt("--hflip", "random horizontal flips", action="store_true")
     opt("--on-bad-image", "unreadable image files: skip with a warning or stop",
         choices=ON_BAD_IMAGE)  # fmt: skip
-    opt("--levels", "L, number of levels", type=int)
-    opt(
-        "--init-from",
-        "start from this model's weights, not random ones: a bundled model's "
-        "name, pretrained folder, Hub id, run folder or checkpoint (its architecture where "
-        "these options give none; a fresh optimiser, warm-up and schedule)",
-        metavar="MODEL",
-    )
-    opt("--depth", "K, flow steps per level", type=int)
-    opt("--hidden-channels", "width of the coupling networks", type=int)
-    opt("--coupling", "coupling layer", choices=COUPLINGS)
-    opt("--permutation", "channel mixing", choices=PERMUTATIONS)
-    opt("--no-learn-top", "standard normal top prior", action="store_true")
-    opt("--y-condition", "class-conditional prior and classification loss", action="store_true")
-    opt("--y-weight", "weight of the classification loss (bits)", type=float)
-    opt("--n-bits", "bits per colour channel", type=int)
-    opt("--memory-saving", "backprop by inversion: activation memory flat in depth, about "
-        "half the speed", action="store_true")  # fmt: skip
+    _model_options(opt)
     opt("--optimizer", "optimiser", choices=OPTIMIZERS)
     opt("--lr", "peak learning rate", type=float)
     opt("--lr-schedule", "after warm-up: constant, or cosine decay over the budget",
@@ -115,6 +98,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true")  # fmt: skip
 
 
+def _model_options(opt: Callable[..., None]) -> None:
+    """The model's options, and the weights it starts from."""
+    opt("--levels", "L, number of levels", type=int)
+    opt("--init-from", "start from this model's weights, not random ones: a bundled model's "
+        "name, pretrained folder, Hub id, run folder or checkpoint (its architecture where "
+        "these options give none; a fresh optimiser, warm-up and schedule)",
+        metavar="MODEL")  # fmt: skip
+    opt("--depth", "K, flow steps per level", type=int)
+    opt("--hidden-channels", "width of the coupling networks", type=int)
+    opt("--coupling", "coupling layer", choices=COUPLINGS)
+    opt("--permutation", "channel mixing", choices=PERMUTATIONS)
+    opt("--no-learn-top", "standard normal top prior", action="store_true")
+    opt("--y-condition", "class-conditional prior and classification loss", action="store_true")
+    opt("--y-weight", "weight of the classification loss (bits)", type=float)
+    opt("--n-bits", "bits per colour channel", type=int)
+    opt("--memory-saving", "backprop by inversion: activation memory flat in depth, about "
+        "half the speed", action="store_true")  # fmt: skip
+
+
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig fields set on the command line."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -150,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
         info(f"interrupted at step {e.step}; {where}; continue: glowflow train --resume {run_dir}")
         return 130
     val = f"{summary['val_bpd']:.4f}" if summary["val_bpd"] is not None else "n/a"
+    rate = summary["step"] / max(summary["elapsed_s"], 1e-9)
     info(
-        f"done: {summary['step']} steps in {summary['elapsed_s'] / 60:.1f} min, "
-        f"validation {val} bits/dim; results in {run_dir}"
+        f"done: {summary['step']} steps in {summary['elapsed_s'] / 60:.1f} min "
+        f"({rate:.1f} steps/s), validation {val} bits/dim; results in {run_dir}"
     )
     return 0

@@ -16,8 +16,8 @@ the package) or ``KIND:PATH`` with ``KIND`` one of :data:`KINDS`:
 - ``store:DIR``: a store written by ``glowflow prepare`` (:mod:`glowflow.data.store`), whose images
   were resized and padded once and are read from disk as they are needed, never all loaded.
 
-Every set is resized (``image_size``, Pillow LANCZOS) and then zero-padded (``pad``; the MNIST
-kinds default to 2, giving 32x32) before it becomes one ``(N, C, H, W)`` uint8 tensor. File order
+Every set is resized (``image_size``, Pillow LANCZOS) and then zero-padded (``pad``, none by
+default) before it becomes one ``(N, C, H, W)`` uint8 tensor. File order
 is sorted, so a spec always gives the same images in the same order. Every problem the user can
 fix is a :class:`DataError` whose one-line message names the problem and the fix.
 """
@@ -48,7 +48,6 @@ __all__ = ["BUILTIN", "KINDS", "DataError", "dataset_name", "describe_specs", "l
 
 BUILTIN = BUILTIN_DATASET
 KINDS = ("mnist", "cifar10", "celeba", "folder", "npz", "store")
-_MNIST_PAD = 2  # 28x28 -> 32x32, divisible by 2**levels for the usual 3 levels
 
 
 def describe_specs() -> str:
@@ -62,8 +61,8 @@ def describe_specs() -> str:
         "resized to --image-size, default 64), folder:DIR (png/jpg/jpeg/bmp/gif/webp files; one "
         "sub-folder per class if there are sub-folders) or npz:FILE (x as [N, H, W, C] uint8, "
         "optional y, attrs, attr_names, class_names) or store:DIR (made by glowflow prepare; "
-        "read from disk, not loaded). The MNIST kinds are zero-padded to 32x32 "
-        "unless --pad says otherwise."
+        "read from disk, not loaded). Images are zero-padded only where --pad says so: "
+        "MNIST's 28x28 trains as it is, at two levels (28 -> 14 -> 7)."
     )
 
 
@@ -93,8 +92,7 @@ def load_dataset(
         image_size: resize every image to ``image_size x image_size`` (Pillow LANCZOS); for
             ``celeba`` the size after the crop (default 64). Without it the images of a folder
             must all have one size.
-        pad: zero pixels added on each side after resizing; None means 2 for the MNIST kinds
-            and 0 otherwise.
+        pad: zero pixels added on each side after resizing; None means 0.
         on_bad_image: an image file that cannot be decoded is skipped with a warning
             (``"skip"``) or stops the load (``"error"``).
         limit: keep only the first ``limit`` images (only those are decoded where that is cheap).
@@ -125,8 +123,6 @@ def load_dataset(
     x = data.x
     if image_size is not None and not data.sized:
         x = resize_all(x, image_size)
-    if pad is None:
-        pad = default_pad(kind)
     if pad:
         x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     # np.array copies: the result is writable and C-contiguous whatever x was.
@@ -138,13 +134,8 @@ def load_dataset(
         attr_names=data.attr_names,
         class_names=data.class_names,
         name=spec,
-        pad=pad,
+        pad=pad or 0,
     )
-
-
-def default_pad(kind: str) -> int:
-    """The padding a kind gets when ``pad`` is not given: 2 for the MNIST kinds (28 -> 32)."""
-    return _MNIST_PAD if kind in (BUILTIN, "mnist") else 0
 
 
 def _load_store(

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from glowflow.data.datasets import BUILTIN, default_pad, load_dataset, parse_spec
+from glowflow.data.datasets import BUILTIN, load_dataset, parse_spec
 from glowflow.data.formats import DataError
 from glowflow.data.imagedata import ImageData
 from glowflow.data.imagefiles import (
@@ -159,8 +159,7 @@ def prepare_store(
     """
     out = Path(out).expanduser()
     kind, path = parse_spec(spec)
-    if pad is None:
-        pad = default_pad(kind)
+    pad = pad or 0
     source_key = {
         "spec": spec if kind == BUILTIN else f"{kind}:{path.resolve()}",
         "image_size": image_size, "pad": pad, "on_bad_image": on_bad_image,

@@ -22,6 +22,10 @@ def test_train_then_eval_smoke(digits_npz, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "bpd=" in r.stderr  # the progress bar shows the loss
     assert (run / "checkpoint.pt").is_file() and (run / "learning_curve.png").is_file()
+    # the last line gives the speed, by which a user finds the README's row for the machine
+    summary = json.loads((run / "summary.json").read_text())
+    rate = summary["step"] / summary["elapsed_s"]
+    assert f"done: 4 steps in {summary['elapsed_s'] / 60:.1f} min ({rate:.1f} steps/s)" in r.stderr
     r = glowflow("eval", "--checkpoint", run, "--dataset", f"npz:{digits_npz}", "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
@@ -57,7 +61,7 @@ def test_train_then_eval_smoke(digits_npz, tmp_path):
     assert max(steps) == 6
     # eval on images of another shape names both shapes
     r = glowflow("eval", "--checkpoint", run, "--dataset", "mnist-mini", "--limit", 8)
-    one_line_error(r, "(1, 16, 16)", "(1, 32, 32)")
+    one_line_error(r, "(1, 16, 16)", "(1, 28, 28)")
 
 
 def test_dry_run_prints_resolved_config(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_data
 
 from glowflow.data import datasets
@@ -108,9 +109,12 @@ def test_split_validation_errors(n: int, fraction: float) -> None:
 
 
 def test_the_padding_a_loader_adds_is_recorded_and_kept_by_subsets(tmp_path):
-    builtin = load_dataset("mnist-mini", limit=4)
-    assert builtin.pad == 2 and builtin.image_shape == (1, 32, 32)
-    assert builtin.original_dims == 784 and builtin.subset(slice(0, 2)).pad == 2
+    builtin = load_dataset("mnist-mini", limit=4)  # MNIST as it is: 28x28, no border
+    assert builtin.pad == 0 and builtin.image_shape == (1, 28, 28)
+    framed = load_dataset("mnist-mini", limit=4, pad=2)
+    assert framed.image_shape == (1, 32, 32) and torch.equal(framed.images[:, :, 2:30, 2:30],
+                                                             builtin.images)  # fmt: skip
+    assert framed.original_dims == 784 and framed.subset(slice(0, 2)).pad == 2
     path = tmp_path / "x.npz"
     np.savez(path, x=np.zeros((3, 6, 6, 3), dtype=np.uint8))
     assert load_dataset(f"npz:{path}").pad == 0

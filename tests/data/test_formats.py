@@ -45,13 +45,12 @@ def make_mnist(
 
 
 @pytest.mark.parametrize("style", ["gz", "raw", "dot"])
-def test_mnist_idx_pixels_labels_and_default_pad(tmp_path: Path, style: str) -> None:
+def test_mnist_idx_pixels_labels_and_no_padding_by_default(tmp_path: Path, style: str) -> None:
     x, y = make_mnist(tmp_path, style=style)
     data = load_dataset(f"mnist:{tmp_path}")
     assert data.images.dtype == torch.uint8
-    assert data.image_shape == (1, 32, 32)
-    assert torch.equal(data.images[:, 0, 2:30, 2:30], torch.from_numpy(x))
-    assert data.images[:, :, :2].sum() == 0 and data.images[:, :, :, -2:].sum() == 0
+    assert data.image_shape == (1, 28, 28) and data.pad == 0
+    assert torch.equal(data.images[:, 0], torch.from_numpy(x))
     assert data.labels.dtype == torch.int64
     assert data.labels.tolist() == y.tolist()
     assert data.class_names == [str(d) for d in range(10)]
@@ -62,7 +61,8 @@ def test_mnist_pad_resize_limit(tmp_path: Path) -> None:
     x, _ = make_mnist(tmp_path)
     assert load_dataset(f"mnist:{tmp_path}", pad=0).image_shape == (1, 28, 28)
     assert torch.equal(load_dataset(f"mnist:{tmp_path}", pad=0).images[:, 0], torch.from_numpy(x))
-    assert load_dataset(f"mnist:{tmp_path}", image_size=16).image_shape == (1, 20, 20)
+    assert load_dataset(f"mnist:{tmp_path}", pad=2).image_shape == (1, 32, 32)
+    assert load_dataset(f"mnist:{tmp_path}", image_size=16, pad=2).image_shape == (1, 20, 20)
     assert load_dataset(f"mnist:{tmp_path}", image_size=16, pad=0).image_shape == (1, 16, 16)
     small = load_dataset(f"mnist:{tmp_path}", pad=0, limit=3)
     assert len(small) == 3 and torch.equal(small.images[:, 0], torch.from_numpy(x[:3]))
@@ -125,16 +125,15 @@ def test_mnist_errors(tmp_path: Path) -> None:
 
 def test_builtin_mnist_mini() -> None:
     data = load_dataset(BUILTIN)
-    assert len(data) == 10000 and data.image_shape == (1, 32, 32)
+    assert len(data) == 10000 and data.image_shape == (1, 28, 28)
     assert data.labels.dtype == torch.int64
     assert sorted(data.labels.unique().tolist()) == list(range(10))
     assert data.class_names == [str(d) for d in range(10)] and data.num_classes == 10
-    assert data.images[:, :, :2].sum() == 0  # the default zero pad
     raw = np.load(Path(formats.__file__).parents[1] / "assets" / "mnist_mini.npz")
-    assert torch.equal(data.images[:5, 0, 2:30, 2:30], torch.from_numpy(raw["x"][:5, ..., 0]))
-    small = load_dataset("mnist-mini", pad=0, limit=5)
-    assert small.image_shape == (1, 28, 28) and torch.equal(
-        small.images, data.images[:5, :, 2:30, 2:30]
+    assert torch.equal(data.images[:5, 0], torch.from_numpy(raw["x"][:5, ..., 0]))
+    small = load_dataset("mnist-mini", pad=2, limit=5)
+    assert small.image_shape == (1, 32, 32) and torch.equal(
+        small.images[:, :, 2:30, 2:30], data.images[:5]
     )
 
 

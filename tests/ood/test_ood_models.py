@@ -29,7 +29,7 @@ def by_method(report):
 def test_digits_are_more_likely_than_clothes_under_the_fashion_model(fashion_model):
     # the 36 held-out images that ship with the model: no data set needed
     clothes = score_images(fashion_model, load_gallery(resolve_pretrained("fashion-mnist")).images)
-    digits = score_images(fashion_model, load_dataset("mnist-mini", limit=200).images)
+    digits = score_images(fashion_model, load_dataset("mnist-mini", limit=200, pad=2).images)
     r = by_method(detect(clothes, {"mnist": digits}, ["bpd", "complexity"]))
     assert r["bpd"]["auroc"] < 0.3  # the failure: digits get fewer bits/dim than clothes
     assert r["complexity"]["auroc"] > 0.9
@@ -39,8 +39,10 @@ def test_digits_are_more_likely_than_clothes_under_the_fashion_model(fashion_mod
 def test_the_fashion_mnist_test_set_against_digits(fashion_model):
     if not FASHION_TEST.exists():
         pytest.skip(f"{FASHION_TEST} is absent: apt-get install dataset-fashion-mnist")
-    clothes = score_images(fashion_model, load_dataset(f"mnist:{FASHION_TEST}", limit=600).images)
-    digits = score_images(fashion_model, load_dataset("mnist-mini", limit=600).images)
+    clothes = score_images(
+        fashion_model, load_dataset(f"mnist:{FASHION_TEST}", limit=600, pad=2).images
+    )
+    digits = score_images(fashion_model, load_dataset("mnist-mini", limit=600, pad=2).images)
     r = by_method(detect(clothes, {"mnist": digits}, m=10))
     assert r["bpd"]["auroc"] < 0.3
     assert r["complexity"]["auroc"] > 0.95
