@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         info(f"interrupted at step {e.step}; {where}; continue: glowflow train --resume {run_dir}")
         return 130
     val = f"{summary['val_bpd']:.4f}" if summary["val_bpd"] is not None else "n/a"
-    rate = summary["step"] / max(summary["elapsed_s"], 1e-9)
+    rate = summary["step"] / max(trainer.elapsed, 1e-9)  # the clock unrounded
     info(
         f"done: {summary['step']} steps in {summary['elapsed_s'] / 60:.1f} min "
         f"({rate:.1f} steps/s), validation {val} bits/dim; results in {run_dir}"
