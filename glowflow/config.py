@@ -201,9 +201,9 @@ class TrainConfig:
     init_from: str | None = None
     # optimisation
     optimizer: str = "adam"
-    lr: float = 3e-3
+    lr: float = 4e-3
     lr_schedule: str = "cosine"
-    warmup_steps: int = 300
+    warmup_steps: int = 150
     grad_clip: float = 50.0
     ema_decay: float = 0.999
     batch_size: int = 32
