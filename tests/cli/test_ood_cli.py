@@ -39,7 +39,7 @@ def read_csv(path):
 
 def test_score_writes_one_row_per_image_that_adds_up(sets, tmp_path):
     out = tmp_path / "scores.csv"
-    r = main_in_process("score", "--checkpoint", "mnist", "--dataset", sets["digits"],
+    r = main_in_process("score", "--checkpoint", "fashion-mnist", "--dataset", sets["digits"],
                         "--pad", 2, "--limit", 24, "--out", out, "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = read_csv(out)
@@ -52,26 +52,35 @@ def test_score_writes_one_row_per_image_that_adds_up(sets, tmp_path):
         assert v["bpd"] == pytest.approx(sum(v[f"bpd_level_{i}"] for i in range(3)))
         assert v["complexity"] == pytest.approx(v["bpd"] - v["png_bpd"])
         assert 0.3 < v["bpd"] < 3 and 0.5 < v["png_bpd"] < 4
-        # the model sees 32x32 = 1024 dimensions; the digits had 28x28 = 784 pixels
+        # the fashion model sees 32x32 = 1024 dimensions; the digits had 28x28 = 784 pixels
         assert v["bits_per_image"] == pytest.approx(1024 * v["bpd"])
         assert v["bpd_original"] == pytest.approx(v["bits_per_image"] / 784)
-    r = main_in_process("eval", "--checkpoint", "mnist", "--dataset", sets["digits"], "--pad", 2,
+    r = main_in_process("eval", "--checkpoint", "fashion-mnist", "--dataset", sets["digits"], "--pad", 2,
                         "--limit", 24, "--json", "--no-progress")  # fmt: skip
     mean = np.mean([float(row["bpd"]) for row in rows])
     found = json.loads(r.stdout)
     assert found["bpd"] == pytest.approx(mean, rel=1e-6)
     assert found["bpd_original"] == pytest.approx(mean * 1024 / 784, rel=1e-6)
     # K draws: bpd is the importance-weighted estimate, and eval's mean is the rows' mean
-    r = main_in_process("score", "--checkpoint", "mnist", "--dataset", sets["digits"],
+    r = main_in_process("score", "--checkpoint", "fashion-mnist", "--dataset", sets["digits"],
                         "--pad", 2, "--limit", 24, "--samples", 3, "--out", out,
                         "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr
     weighted = [float(row["bpd"]) for row in read_csv(out)]
-    r = main_in_process("eval", "--checkpoint", "mnist", "--dataset", sets["digits"], "--pad", 2,
+    r = main_in_process("eval", "--checkpoint", "fashion-mnist", "--dataset", sets["digits"], "--pad", 2,
                         "--limit", 24, "--samples", 3, "--json", "--no-progress")  # fmt: skip
     found = json.loads(r.stdout)
     assert found["samples"] == 3 and found["bpd"] == pytest.approx(np.mean(weighted), rel=1e-6)
     assert weighted != [float(row["bpd"]) for row in rows]
+    # the mnist model takes the digits at 28x28: no padding, so no figure before it
+    r = main_in_process("score", "--checkpoint", "mnist", "--dataset", sets["digits"],
+                        "--limit", 24, "--out", out, "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = read_csv(out)
+    assert list(rows[0]) == ["index", "label", "bpd", "bpd_level_0", "bpd_level_1", "png_bpd",
+                             "complexity", "bits_per_image"]  # fmt: skip
+    assert all(float(row["bits_per_image"]) == pytest.approx(784 * float(row["bpd"]))
+               for row in rows)  # fmt: skip
 
 
 def test_ood_reports_every_method_and_writes_its_files(sets, tmp_path):
