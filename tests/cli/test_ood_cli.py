@@ -16,7 +16,7 @@ METHODS = {"bpd", "complexity", "typicality"}
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
-    """Real digits (28x28, like the bundled model's data before padding) and the same digits
+    """Real digits (28x28, as the bundled mnist model takes them) and the same digits
     inverted (white background), an RGB set and an empty one, as npz files."""
     root = tmp_path_factory.mktemp("ood")
     with resources.files("glowflow").joinpath("assets/mnist_mini.npz").open("rb") as f:
@@ -55,8 +55,8 @@ def test_score_writes_one_row_per_image_that_adds_up(sets, tmp_path):
         # the fashion model sees 32x32 = 1024 dimensions; the digits had 28x28 = 784 pixels
         assert v["bits_per_image"] == pytest.approx(1024 * v["bpd"])
         assert v["bpd_original"] == pytest.approx(v["bits_per_image"] / 784)
-    r = main_in_process("eval", "--checkpoint", "fashion-mnist", "--dataset", sets["digits"], "--pad", 2,
-                        "--limit", 24, "--json", "--no-progress")  # fmt: skip
+    r = main_in_process("eval", "--checkpoint", "fashion-mnist", "--dataset", sets["digits"],
+                        "--pad", 2, "--limit", 24, "--json", "--no-progress")  # fmt: skip
     mean = np.mean([float(row["bpd"]) for row in rows])
     found = json.loads(r.stdout)
     assert found["bpd"] == pytest.approx(mean, rel=1e-6)
@@ -67,8 +67,9 @@ def test_score_writes_one_row_per_image_that_adds_up(sets, tmp_path):
                         "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr
     weighted = [float(row["bpd"]) for row in read_csv(out)]
-    r = main_in_process("eval", "--checkpoint", "fashion-mnist", "--dataset", sets["digits"], "--pad", 2,
-                        "--limit", 24, "--samples", 3, "--json", "--no-progress")  # fmt: skip
+    r = main_in_process("eval", "--checkpoint", "fashion-mnist", "--dataset", sets["digits"],
+                        "--pad", 2, "--limit", 24, "--samples", 3, "--json",
+                        "--no-progress")  # fmt: skip
     found = json.loads(r.stdout)
     assert found["samples"] == 3 and found["bpd"] == pytest.approx(np.mean(weighted), rel=1e-6)
     assert weighted != [float(row["bpd"]) for row in rows]
@@ -86,7 +87,7 @@ def test_score_writes_one_row_per_image_that_adds_up(sets, tmp_path):
 def test_ood_reports_every_method_and_writes_its_files(sets, tmp_path):
     out = tmp_path / "ood"
     r = main_in_process("ood", "--checkpoint", "mnist", "--in-dist", sets["digits"],
-                        "--ood", sets["inverted"], "--ood", sets["inverted"], "--pad", 2,
+                        "--ood", sets["inverted"], "--ood", sets["inverted"],
                         "--typicality-m", 5, "--out", out, "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr
     results = json.loads((out / "results.json").read_text())
@@ -112,7 +113,7 @@ def test_ood_reports_every_method_and_writes_its_files(sets, tmp_path):
     "args, fragments",
     [
         (["--ood", "{rgb}"], ["3 channels", "grayscale"]),
-        (["--ood", "{inverted}", "--pad", 0], ["(1, 28, 28)", "--image-size or --pad"]),
+        (["--ood", "{inverted}", "--pad", 2], ["(1, 32, 32)", "--image-size or --pad"]),
         (["--ood", "{empty}"], ["holds no images"]),
         (["--ood", "{inverted}", "--limit", 8], ["fewer than the typicality batch size M=10"]),
         (["--ood", "{inverted}", "--methods", "bpd,odin"], ["unknown method odin"]),
@@ -121,7 +122,7 @@ def test_ood_reports_every_method_and_writes_its_files(sets, tmp_path):
 def test_ood_refuses_bad_sets_and_options_in_one_line(sets, tmp_path, args, fragments):
     args = [a.format(**sets) if isinstance(a, str) else a for a in args]
     r = main_in_process("ood", "--checkpoint", "mnist", "--in-dist", sets["digits"],
-                        "--pad", 2, *args, "--out", tmp_path / "o", "--no-progress")  # fmt: skip
+                        *args, "--out", tmp_path / "o", "--no-progress")  # fmt: skip
     assert_one_line_error(r, *fragments)
 
 
@@ -129,6 +130,6 @@ def test_ood_leaves_a_file_given_as_out_alone(sets, tmp_path):
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
     r = main_in_process("ood", "--checkpoint", "mnist", "--in-dist", sets["digits"],
-                        "--ood", sets["inverted"], "--pad", 2, "--out", keep)  # fmt: skip
+                        "--ood", sets["inverted"], "--out", keep)  # fmt: skip
     assert_one_line_error(r, "is a file")
     assert keep.read_text() == "mine"
