@@ -76,11 +76,9 @@ def _bits(card: dict[str, Any], key: str, label: str) -> list[str]:
     if key not in card:
         return []
     value = _decimals(4)(card[key])
-    draws = (
-        f"{card['test_samples']} dequantisation draws"
-        if key.endswith("_iw")
-        else ("one dequantisation draw")
-    )
+    draws = "one dequantisation draw"
+    if key.endswith("_iw"):
+        draws = f"{card['test_samples']} dequantisation draws"
     if "dims" not in card:
         return [f"- {label}: {value} ({draws} an image)"]
     line = f"- {label}: {value} over the model's {card['dims']:,} input dimensions"
