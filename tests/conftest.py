@@ -275,3 +275,25 @@ def labelled(n: int = 12) -> ImageData:
     labels = torch.arange(n) % 3
     attrs = torch.stack([labels == 1, torch.arange(n) < 5], 1)
     return ImageData(images, labels, attrs, ["One", "Early"], ["a", "b", "c"], "toy")
+
+
+def tiny_explorer(**kw):
+    """An explorer of a tiny one-channel 16x16 model (float32, parameters randomised) with two
+    directions, ``Odd`` and ``Big``, and a gallery of six digits ``g0``..``g5``."""
+    from glowflow.explorer.explorer import Explorer
+    from glowflow.hub.gallery import Gallery
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        torch.manual_seed(0)
+        model = Glow((1, 16, 16), levels=2, depth=2, hidden_channels=8)
+        x, _ = digits(6)
+        images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        model.initialize(images.float() / 256 - 0.5)
+        randomize_(model, 0.05)
+        directions = {"names": ["Odd", "Big"], "directions": 0.2 * torch.randn(2, model.num_dims)}
+        gallery = Gallery(images, [f"digit {i}" for i in range(6)], None, "npz:digits.npz")
+        return Explorer(model.eval(), directions, gallery, checkpoint="tiny", **kw)
+    finally:
+        torch.set_default_dtype(old)

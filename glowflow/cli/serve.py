@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import secrets
 import socket
 
 from glowflow.cli.common import UsageError, add_data_options, info, load_data_for, positive_int
@@ -34,6 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; anything but loopback exposes the app")  # fmt: skip
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the server also answers to (repeat for several; '*' "
+                        "for any); it always answers to localhost, 127.0.0.1, ::1 and "
+                        "--host")  # fmt: skip
+    p.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                   help="an origin (scheme://host:port) whose pages may upload besides the "
+                        "explorer's own page (repeat for several)")  # fmt: skip
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token",
+                       help="the secret every request must carry (default: a random one when "
+                            "--host is not loopback, none on loopback)")  # fmt: skip
+    token.add_argument("--no-token", action="store_true",
+                       help="let anyone who reaches --host use the explorer without a "
+                            "token")  # fmt: skip
     p.add_argument("--framing", choices=FRAMINGS, default="auto",
                    help="how uploads are cropped: around a detected face, or the centre square "
                         "(auto: faces for a model with CelebA's attributes)")  # fmt: skip
@@ -56,6 +71,32 @@ def _check_port(host: str, port: int) -> None:
         ) from None
 
 
+def _listening_names(host: str) -> list[str]:
+    """The host names a browser may use to reach a server on ``host``: ``host`` itself, or for
+    a wildcard address this machine's names and addresses."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [host]
+    names = {socket.gethostname(), socket.getfqdn()}
+    for name in list(names):
+        try:
+            names |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            pass
+    return sorted(names)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.no_token:
+        return None
+    if args.token is not None:
+        if len(args.token) < 16:
+            raise UsageError(
+                "--token must be at least 16 characters; leave it out for a random one"
+            )
+        return args.token
+    return None if _is_loopback(args.host) else secrets.token_urlsafe(24)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -70,10 +111,12 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from glowflow.explorer.assemble import build_explorer
+        from glowflow.explorer.guard import Policy
         from glowflow.explorer.server import create_app
     except ImportError as e:
         raise UsageError(f"glowflow serve needs {e.name}: {SERVE_EXTRA}") from None
     _check_port(args.host, args.port)
+    token = _token(args)
     loaded = load_model(args.checkpoint, resolve_device(args.device))
     data = load_data_for(args, loaded.model, limit=args.limit) if args.dataset else None
     explorer = build_explorer(
@@ -81,11 +124,15 @@ def run(args: argparse.Namespace) -> int:
         gallery_size=args.gallery_size, framing=args.framing,
         progress=progress_bar("directions"),
     )  # fmt: skip
-    app = create_app(explorer, args.max_upload_mb * 2**20)
+    policy = Policy.make([*_listening_names(args.host), *args.allow_host], args.allow_origin,
+                         token)  # fmt: skip
+    app = create_app(explorer, args.max_upload_mb * 2**20, policy)
     if not _is_loopback(args.host):
-        info(f"warning: listening on {args.host}: anyone who can reach this machine can use the "
-             f"explorer; leave out --host to keep it to this computer")  # fmt: skip
+        who = "anyone with the address below" if token else "anyone who can reach this machine"
+        info(f"warning: listening on {args.host}: {who} can use the explorer; leave out --host "
+             f"to keep it to this computer")  # fmt: skip
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    info(f"serving {args.checkpoint} at http://{shown}:{args.port}/ (Ctrl-C to stop)")
+    address = f"http://{shown}:{args.port}/" + (f"?token={token}" if token else "")
+    info(f"serving {args.checkpoint} at {address} (Ctrl-C to stop)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

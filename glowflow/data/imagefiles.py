@@ -136,9 +136,17 @@ class FilePlan:
                       self.class_names if labels is not None else None, sized=True)  # fmt: skip
 
 
+def eight_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image as 8-bit grayscale by the high byte of each sample (a 16-bit
+    level ``v`` becomes ``v >> 8``, where Pillow's own conversion would clip at 255); any
+    other image as it is."""
+    if im.mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(im) >> 8).astype(np.uint8))
+    return im
+
+
 def _prepare_file(im: Image.Image, image_size: int | None) -> Image.Image:
-    if im.mode.startswith("I;16"):  # 16-bit grayscale: keep the high byte, not a clip
-        im = Image.fromarray((np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8))
+    im = eight_bit(im)
     im = im.convert("L" if im.mode in _GRAY_MODES else "RGB")
     if image_size is not None and im.size != (image_size, image_size):
         im = im.resize((image_size, image_size), Image.LANCZOS)

@@ -4,8 +4,10 @@ the command lines it shows name the same data."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from glowflow.data.datasets import KINDS
 from glowflow.data.imagedata import ImageData
 from glowflow.explorer.checks import FRAMINGS, ExplorerError
 from glowflow.explorer.explorer import Explorer
@@ -24,6 +26,23 @@ def dataset_words(spec: str, image_size: int | None = None, pad: int | None = No
         if value is not None:
             words += [flag, str(value)]
     return words
+
+
+def shown(word: str) -> str:
+    """A model name, data-set spec or path as the page may show it: no local path outside the
+    folder the server runs in. A path inside that folder is shown relative to it (so the
+    command lines shown still run from there); any other absolute path by its last part only,
+    after ``.../``. A spec ``KIND:PATH`` keeps its kind; a name that is no path is kept."""
+    kind, colon, rest = word.partition(":")
+    if colon and kind in KINDS:
+        return f"{kind}:{shown(rest)}"
+    path = Path(word).expanduser()
+    if not (path.is_absolute() or ".." in path.parts):
+        return word
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return f".../{path.name}"
 
 
 def frames_faces(framing: str, attr_names: list[str] | None) -> bool:
@@ -79,10 +98,14 @@ def build_explorer(
             direction_words = gallery_words + (["--max-images", str(limit)] if limit else [])
         n = min(gallery_size, len(data))
         labels = None if data.labels is None else data.labels[:n]
-        names = [f"{dataset} #{i}" for i in range(n)]
+        names = [f"{shown(dataset)} #{i}" for i in range(n)]
         gallery = Gallery(data.images[:n], names, None, dataset, labels)
+    if gallery is not None:  # its names and spec reach the page
+        gallery.names = [shown(n) for n in gallery.names]
+        gallery.spec = shown(gallery.spec)
+    public = [shown(w) for w in gallery_words] if gallery_words is not None else None
     return Explorer(
-        loaded.model, directions, gallery, checkpoint=loaded.name, gallery_words=gallery_words,
-        direction_words=direction_words, class_names=loaded.class_names, faces=faces,
-        name=loaded.name,
+        loaded.model, directions, gallery, checkpoint=shown(loaded.name), gallery_words=public,
+        direction_words=[shown(w) for w in direction_words], class_names=loaded.class_names,
+        faces=faces, name=shown(loaded.name),
     )  # fmt: skip

@@ -4,14 +4,21 @@ samples, and what each picture's bits/dim is.
 Everything here is plain Python on tensors, usable without the web server. An :class:`Explorer`
 keeps the latent of every image it was given (the gallery, uploads), so an edit is one decode:
 ``x = decode(eps + sum_k amount_k * direction_k)``. The browser names images by id and sends
-amounts as numbers; a latent never leaves the server. Model calls hold one lock, so the
-explorer may be called from several threads at once.
+amounts as numbers; a latent never leaves the server.
+
+The explorer may be called from several threads at once. Model calls take turns on one lock;
+looking an image up never waits for it (the held images and pictures are in thread-safe
+stores), so a web server can answer what it already has while a model call runs. At most
+:data:`DECODES_AT_ONCE` uploads are decoded at a time, which bounds the memory a burst of
+large photos takes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -46,7 +53,13 @@ from glowflow.nn.model import GlowFlow
 # The names this module has always offered, wherever they are defined now.
 __all__ = ["Entry", "Explorer", "ExplorerError", "Picture", "UnknownImage", "png_bytes"]
 
+# ASCII digits only ("g²" passes str.isdigit): a gallery image, or an upload's hash
+_GALLERY_ID = re.compile(r"g[0-9]{1,9}")
+_UPLOAD_ID = re.compile(r"[0-9a-f]{16}")
 RENDERS_HELD = 64  # decoded pictures kept for the JSON request that follows a picture's
+#: Uploads decoded at once: each may briefly take a few hundred MB (see
+#: :data:`glowflow.explorer.faces.MAX_PIXELS`); others wait their turn.
+DECODES_AT_ONCE = 2
 
 
 class Explorer:
@@ -100,7 +113,11 @@ class Explorer:
         self.class_names = class_names
         self.name = name or checkpoint
         self.faces = faces
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # model calls take turns on it
+        # Uploads are decoded by a pool of their own: at most DECODES_AT_ONCE at a time, and
+        # the memory a large photo took is reused by the next (the allocator keeps a thread's
+        # freed memory for that thread, so decoding in any worker would keep it in each).
+        self._decoder = ThreadPoolExecutor(DECODES_AT_ONCE, thread_name_prefix="glowflow-decode")
         self.attributes: list[str] = list(directions["names"]) if directions else []
         self._directions = (
             directions["directions"].to(self.device, self.dtype) if directions else None
@@ -151,30 +168,35 @@ class Explorer:
             glowflow.explorer.faces.ImageInputError: for bytes that are not an image.
         """
         image_id = hashlib.sha256(data).hexdigest()[:16]
-        with self.lock:
-            held = self._uploads.get(image_id)
+        held = self._uploads.get(image_id)
         if held is not None:
             return held
-        array, framing, size = frame_upload(data, self.config.image_shape, self.faces)
+        decoding = self._decoder.submit(frame_upload, data, self.config.image_shape, self.faces)
+        array, framing, size = decoding.result()
         image = torch.from_numpy(array)[None]  # (1, C, H, W)
         with self.lock:
             entry = encode_entries(self.model, image, None, [image_id], ["upload"], [framing],
                                    [size])[0]  # fmt: skip
-            self._uploads.put(image_id, entry)
+        self._uploads.put(image_id, entry)
         return entry
 
     def image(self, image_id: str) -> Entry:
         """The image held under ``image_id``.
 
         Raises:
-            UnknownImage: for an id not held (any text: it is only ever looked up).
+            ExplorerError: for text that is no image id (``g`` and a number, or 16 hex digits).
+            UnknownImage: for an id not held.
         """
-        if image_id.startswith("g") and image_id[1:].isdigit():
+        if not (_GALLERY_ID.fullmatch(image_id) or _UPLOAD_ID.fullmatch(image_id)):
+            raise ExplorerError(
+                f"an image id is g and a number (a gallery image) or 16 hex digits (an upload), "
+                f"got {image_id[:40]!r}"
+            )
+        if _GALLERY_ID.fullmatch(image_id):
             k = int(image_id[1:])
             if k < len(self.gallery) and image_id == f"g{k}":
                 return self.gallery[k]
-        with self.lock:
-            entry = self._uploads.get(image_id)
+        entry = self._uploads.get(image_id)
         if entry is None:
             raise UnknownImage(image_id)
         return entry
@@ -182,11 +204,11 @@ class Explorer:
     # ------------------------------------------------------------------------- pictures
     def _render(self, key: tuple, make: Callable[[], tuple[torch.Tensor, int | None]]) -> Picture:
         """The picture for ``key``, decoded once and kept for the picture's JSON request."""
-        with self.lock:
-            picture = self._renders.get(key)
-            if picture is None:
+        picture = self._renders.get(key)
+        if picture is None:
+            with self.lock:
                 picture = self._picture(*make())
-                self._renders.put(key, picture)
+            self._renders.put(key, picture)
         return picture
 
     def check_amounts(self, amounts: Mapping[str, float]) -> dict[str, float]:

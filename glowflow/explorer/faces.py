@@ -23,11 +23,20 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from glowflow.errors import GlowflowError
+from glowflow.data.imagefiles import eight_bit
+from glowflow.errors import GlowflowError, first_line
 
 CROP_SIDE_PER_FACE_WIDTH = 1.43
 CROP_CENTRE_ABOVE_FACE = 0.15  # in face widths
 MAX_PIXELS = 40_000_000  # a larger photo is refused before it is decoded
+#: A photo over this many pixels is brought under it as it is decoded (by the JPEG decoder's
+#: draft mode, then a box filter by a whole factor), so that at most one full-size copy of it
+#: ever exists. 2048x2048 leaves a face in any photo far more pixels than the model's 64x64;
+#: a photo within it is framed exactly as it always was.
+WORK_PIXELS = 2048 * 2048
+#: The colour modes a photo may come in; LAB, HSV and floating-point images are refused.
+READABLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
+                  "YCbCr", "I", "I;16", "I;16B", "I;16L", "I;16N")  # fmt: skip
 _FACE_MIN_FRACTION = 0.08  # smallest face searched for, as a fraction of the shorter side
 
 
@@ -71,7 +80,16 @@ def decode_image(data: bytes, channels: int) -> Image.Image:
                 f"the image is {w}x{h}: over {MAX_PIXELS // 1_000_000} megapixels; send a "
                 f"smaller one"
             )
+        if im.mode not in READABLE_MODES:
+            raise ImageInputError(
+                f"the image is in the colour mode {im.mode[:12]}, which the explorer does not "
+                f"read; send an RGB or grayscale PNG or JPEG (8 or 16 bits)"
+            )
+        factor = _reduction(w, h)
+        if factor > 1 and im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 of the size
+            im.draft(im.mode, (-(-w // factor), -(-h // factor)))
         im.load()
+        im = _reduce(eight_bit(im))
         im = ImageOps.exif_transpose(im)
     except ImageInputError:
         raise
@@ -79,10 +97,36 @@ def decode_image(data: bytes, channels: int) -> Image.Image:
         raise ImageInputError(
             f"the file is not an image Pillow can read ({type(e).__name__}); send a PNG or JPEG"
         ) from e
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))  # transparency on white
-        im = Image.alpha_composite(background, im.convert("RGBA"))
-    return im.convert("L" if channels == 1 else "RGB")
+    try:
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            background = Image.new("RGBA", im.size, (255, 255, 255, 255))  # transparency: white
+            im = Image.alpha_composite(background, im.convert("RGBA"))
+        return im.convert("L" if channels == 1 else "RGB")
+    except ValueError as e:  # a mode Pillow cannot convert
+        raise ImageInputError(
+            f"the image's colour mode {im.mode} cannot be converted ({first_line(e)}); send an "
+            f"RGB or grayscale PNG or JPEG"
+        ) from None
+
+
+def _reduction(w: int, h: int) -> int:
+    """The smallest whole factor that brings a ``w`` x ``h`` photo within :data:`WORK_PIXELS`."""
+    factor = 1
+    while (w // factor) * (h // factor) > WORK_PIXELS:
+        factor += 1
+    return factor
+
+
+def _reduce(im: Image.Image) -> Image.Image:
+    """``im`` box-filtered by the whole factor that brings it within :data:`WORK_PIXELS` (a
+    palette or bilevel image first takes the mode it will be framed in), or ``im`` itself."""
+    factor = _reduction(*im.size)
+    if factor == 1:
+        return im
+    if im.mode in ("P", "PA", "1"):
+        transparent = im.mode == "PA" or "transparency" in im.info
+        im = im.convert("RGBA" if transparent else "L" if im.mode == "1" else "RGB")
+    return im.reduce(factor)
 
 
 @lru_cache(maxsize=1)

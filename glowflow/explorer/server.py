@@ -3,20 +3,25 @@
 by uvicorn).
 
 Routes are a fixed table: no part of a request's path is ever used to open a file, so a path
-trick meets the same 404 as any unknown page. Every model call runs in a worker thread, never on
-the event loop. A request's mistake gets a 4xx with ``{"error": "one line"}``; uploads are read
-up to a size limit (a larger body gets a 413 once it has been read off the connection).
-See the README's "Latent explorer" section for the API.
+trick meets the same 404 as any unknown page. Every model call runs in a worker thread, and
+nothing on the event loop waits for one: a route that only looks up what the explorer holds
+answers while model calls run. :mod:`glowflow.explorer.guard` checks every request first (its
+host, origin, token and query). A request's mistake gets a 4xx with ``{"error": "one line"}``;
+uploads are image files or a multipart form, read up to a size limit (a larger body gets a 413
+once it has been read off the connection). The API is published as an OpenAPI document at
+``/api/openapi.json``; the README's "Latent explorer" section describes it.
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,6 +30,8 @@ from glowflow.explorer.checks import ExplorerError, UnknownImage
 from glowflow.explorer.entries import Picture, png_bytes
 from glowflow.explorer.explorer import Explorer
 from glowflow.explorer.faces import ImageInputError
+from glowflow.explorer.guard import Guard, Policy, Query
+from glowflow.explorer.openapi import openapi_document
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 _DRAIN_FACTOR = 16  # past this many times the limit, stop reading an oversized body
@@ -36,16 +43,33 @@ _STATIC = {  # URL path -> (file in glowflow/explorer/static, content type)
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+#: What an upload's Content-Type may be, besides any ``image/...``.
+UPLOAD_TYPES = ("multipart/form-data", "application/octet-stream")
+_INTEGER = re.compile(r"-?[0-9]{1,12}")  # ASCII digits only: "²" passes str.isdigit
+
+
 class TooLarge(Exception):
     pass
+
+
+class UnsupportedType(Exception):
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+def _query(request: Request) -> Query:
+    """The request's query, as the guard parsed it (parsed here where no guard runs)."""
+    query = request.scope.get("glowflow.query")
+    return query if query is not None else Query.parse(request.scope.get("query_string", b""))
+
+
 def _one(request: Request, name: str, required: bool = True) -> str | None:
-    values = request.query_params.getlist(name)
+    values = _query(request).values.get(name, [])
     if len(values) > 1:
         raise ExplorerError(f"{name} is given {len(values)} times; give it once")
     if not values:
@@ -69,15 +93,15 @@ def _integer(request: Request, name: str, default: int | None = None) -> int | N
     text = _one(request, name, required=False)
     if text is None:
         return default
-    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 12:
-        raise ExplorerError(f"{name} must be a whole number, got {text[:40]!r}")
+    if not _INTEGER.fullmatch(text):
+        raise ExplorerError(f"{name} must be a whole number such as 7, got {text[:40]!r}")
     return int(text)
 
 
 def _amounts(request: Request) -> dict[str, float]:
     """Every query parameter but ``image``: an attribute name and its amount."""
     out = {}
-    for name in request.query_params:
+    for name in _query(request).names():
         if name == "image":
             continue
         out[name] = _number(request, name)
@@ -104,9 +128,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def _uploaded_file(request: Request, limit: int) -> bytes:
-    """The image file of a POST: the multipart field ``file``, or the raw body."""
+    """The image file of a POST: the multipart field ``file``, or a body of an image type.
+
+    Raises:
+        UnsupportedType: for another content type (a form or text that a web page may send
+            across sites without asking first).
+    """
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in UPLOAD_TYPES and not kind.startswith("image/"):
+        raise UnsupportedType(kind)
     body = await _read_body(request, limit)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if kind != "multipart/form-data":
         return body
     sent = False
 
@@ -148,6 +180,10 @@ async def _facts(request: Request, picture: Picture) -> dict[str, Any]:
 async def page(request: Request) -> Response:
     body, kind = request.app.state.static[request.url.path]
     return Response(body, media_type=kind)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(request.app.state.openapi)
 
 
 async def model(request: Request) -> Response:
@@ -230,6 +266,14 @@ async def explorer_error(request: Request, exc: Exception) -> Response:
     return _error(400, str(exc))
 
 
+async def unsupported_type(request: Request, exc: UnsupportedType) -> Response:
+    return _error(
+        415,
+        f"an upload's Content-Type must be image/... or multipart/form-data, got "
+        f"{exc.kind[:60]!r}; send the image file as such",
+    )
+
+
 async def too_large(request: Request, exc: Exception) -> Response:
     mib = request.app.state.max_upload_bytes // 2**20
     return _error(413, f"the upload is over {mib} MiB; send a smaller image")
@@ -255,11 +299,13 @@ API = [
     Route("/api/edit.json", edit_json),
     Route("/api/mix.png", mix_png),
     Route("/api/mix.json", mix_json),
+    Route("/api/openapi.json", openapi),
 ]
 ERROR_HANDLERS = {
     ExplorerError: explorer_error,
     ImageInputError: explorer_error,
     TooLarge: too_large,
+    UnsupportedType: unsupported_type,
     HTTPException: http_error,
 }
 
@@ -272,12 +318,18 @@ def static_files() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def create_app(explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Starlette:
-    """The ASGI app serving ``explorer``: the page at ``/`` and the API under ``/api/``."""
+def create_app(
+    explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES, policy: Policy | None = None
+) -> Starlette:
+    """The ASGI app serving ``explorer``: the page at ``/`` and the API under ``/api/``, behind
+    the :class:`~glowflow.explorer.guard.Guard` of ``policy`` (default: the loopback host
+    names, no other origin, no token)."""
     static = static_files()
     routes = [Route(path, page) for path in static] + API
-    app = Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)
+    middleware = [Middleware(Guard, policy=policy or Policy.make())]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=ERROR_HANDLERS)
     app.state.explorer = explorer
     app.state.max_upload_bytes = max_upload_bytes
     app.state.static = static
+    app.state.openapi = openapi_document(explorer, max_upload_bytes)
     return app

@@ -3,6 +3,8 @@ the gallery from the data set or the pretrained folder, the framing, and the com
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import digits, randomize_
@@ -67,7 +69,8 @@ def test_a_pretrained_model_brings_its_directions_and_gallery(model, tmp_path):
     assert explorer.faces  # auto framing: a model with CelebA's attributes is a face model
     gallery = loaded.pretrained_dir / "gallery.npz"
     cmd = explorer.edit_command("g2", {"Young": -1})
-    assert f"--dataset npz:{gallery} --images 2 --attribute Young" in cmd
+    assert gallery.is_absolute()  # shown by its name only: the page sees no local path
+    assert "--dataset npz:.../gallery.npz --images 2 --attribute Young" in cmd
     # with a data set too, the shipped directions win and the gallery is the data set's
     both = build_explorer(loaded, labelled(), gallery_size=2, framing="centre")
     assert both.attributes == ["Smiling", "Young"] and not both.faces
@@ -91,3 +94,23 @@ def test_the_framing_choice_and_the_data_words():
     assert dataset_words("mnist-mini") == ["--dataset", "mnist-mini"]
     assert dataset_words("s", image_size=32, pad=2) == ["--dataset", "s", "--image-size", "32",
                                                         "--pad", "2"]  # fmt: skip
+
+
+def test_the_page_is_shown_no_local_path(model, tmp_path, monkeypatch):
+    """A model, gallery and data set named by absolute paths reach the page and its command
+    lines relative to the folder the server runs in, or by their last part only."""
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    data = labelled()
+    secret = tmp_path / "private" / "faces.npz"
+    inside = LoadedModel(model, str(here / "runs" / "a"), "run", here / "checkpoint.pt")
+    explorer = build_explorer(inside, data, f"npz:{secret}", pad=0, limit=12)
+    info = explorer.model_info()
+    shown = [str(info), explorer.edit_command("g1", {"class:2": 1.0}),
+             explorer.mix_command("g0", "g1", 0.5, "linear", None),
+             explorer.sample_command(1, 0.5), str([e.name for e in explorer.gallery])]  # fmt: skip
+    assert not any(str(tmp_path) in text for text in shown), shown
+    assert info["checkpoint"] == str(Path("runs") / "a")  # relative: the command still runs here
+    assert "--dataset npz:.../faces.npz --pad 0" in shown[1]
+    assert shown[4].count("npz:.../faces.npz #") == len(explorer.gallery) > 0

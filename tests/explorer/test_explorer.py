@@ -142,10 +142,19 @@ def test_an_upload_is_held_under_its_content_hash_until_pushed_out(explorer):
     assert e.value.image_id == first.id and "upload the file again" in str(e.value)
 
 
-@pytest.mark.parametrize("image_id", ["g6", "g-1", "g01", "../g0", "", "g0.png"])
+@pytest.mark.parametrize("image_id", ["g6", "g01", "0123456789abcdef"])
 def test_ids_not_held_are_unknown(explorer, image_id):
     with pytest.raises(UnknownImage):
         explorer.image(image_id)
+
+
+@pytest.mark.parametrize("image_id", ["g-1", "../g0", "", "g0.png", "g\u00b2", "g\u0663",
+                                      "0123456789ABCDEF", "0123456789abcdef0"])  # fmt: skip
+def test_text_that_is_no_image_id_is_refused_naming_the_forms(explorer, image_id):
+    with pytest.raises(ExplorerError) as e:  # "g²" once passed str.isdigit, then failed int()
+        explorer.image(image_id)
+    assert not isinstance(e.value, UnknownImage)
+    assert "g and a number" in str(e.value) and "16 hex digits" in str(e.value)
 
 
 @pytest.mark.parametrize(

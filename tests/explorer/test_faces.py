@@ -145,3 +145,60 @@ def test_an_upload_becomes_a_writable_array_in_the_models_layout(shape):
     framed, _ = frame_image(decode_image(_bytes(photo), c), (w, h), False)
     want = np.asarray(framed).reshape(h, w, c).transpose(2, 0, 1)
     assert np.array_equal(array, want)
+
+
+def _as_before(data: bytes, channels: int) -> np.ndarray:
+    """How a photo was decoded before photos were reduced: whole, then converted."""
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    if im.mode == "RGBA":
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
+    return np.asarray(im.convert("L" if channels == 1 else "RGB"))
+
+
+@pytest.mark.parametrize("fmt, mode", [("PNG", "RGB"), ("JPEG", "RGB"), ("PNG", "RGBA"),
+                                       ("PNG", "L")])  # fmt: skip
+def test_a_photo_within_the_working_size_is_decoded_as_before(fmt, mode):
+    rng = np.random.default_rng(0)
+    shape = (300, 400, len(mode)) if mode != "L" else (300, 400)
+    data = _bytes(Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode), fmt)
+    for channels in (1, 3):
+        assert np.array_equal(np.asarray(decode_image(data, channels)), _as_before(data, channels))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_photo_over_the_working_size_is_reduced_as_it_is_decoded(monkeypatch, fmt):
+    """Only a reduced copy outlives the decoder (a JPEG is decoded at a fraction of its size
+    to begin with), and it shows the same picture."""
+    y, x = np.mgrid[0:480, 0:640]
+    smooth = np.stack([x * 255 // 639, y * 255 // 479, (x + y) * 255 // 1118], -1)
+    data = _bytes(Image.fromarray(smooth.astype(np.uint8)), fmt)
+    monkeypatch.setattr(faces, "WORK_PIXELS", 200 * 150)
+    from PIL import JpegImagePlugin
+
+    drafts = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft",
+                        lambda im, *a: drafts.append(real_draft(im, *a)))  # fmt: skip
+    im = decode_image(data, 3)
+    assert im.size[0] * im.size[1] <= 200 * 150 and im.size[0] >= 150
+    if fmt == "JPEG":  # the decoder itself made it a quarter of the size
+        assert drafts and drafts[0] is not None and im.size == (160, 120)
+    whole = np.asarray(Image.fromarray(_as_before(data, 3)).resize(im.size, Image.BOX), np.int16)
+    assert np.abs(np.asarray(im, np.int16) - whole).mean() < 2
+
+
+def test_a_16_bit_photo_keeps_its_high_byte():
+    levels = np.arange(0, 65536, 256, dtype=np.uint16).reshape(16, 16)
+    data = _bytes(Image.fromarray(levels))
+    assert np.array_equal(np.asarray(decode_image(data, 1)), (levels >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["LAB", "F"])
+def test_a_colour_mode_the_explorer_does_not_read_is_refused_naming_what_it_reads(mode):
+    out = io.BytesIO()
+    Image.new(mode, (8, 8)).save(out, format="TIFF")
+    with pytest.raises(ImageInputError) as e:
+        decode_image(out.getvalue(), 1)
+    assert f"colour mode {mode}" in str(e.value) and "RGB or grayscale" in str(e.value)

@@ -28,6 +28,8 @@ from glowflow.hub.load import load_model  # noqa: E402
 from glowflow.hub.pretrained import load_attributes  # noqa: E402
 
 LIMIT = 2**20
+PNG = {"content-type": "image/png"}
+LOCAL = "http://127.0.0.1:8000"  # the guard answers loopback host names only
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def explorer() -> Explorer:
 
 @pytest.fixture(scope="module")
 def client(explorer) -> TestClient:
-    return TestClient(create_app(explorer, max_upload_bytes=LIMIT))
+    return TestClient(create_app(explorer, max_upload_bytes=LIMIT), base_url=LOCAL)
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -146,7 +148,15 @@ def test_a_mix_takes_each_level_from_the_image_it_names(client):
      ("/api/edit.png?image=g0&Smiling=lots", 400, "Smiling must be a number"),
      ("/api/edit.png?image=g0&Smilling=1", 400, "unknown attribute 'Smilling'"),
      ("/api/edit.png?Smiling=1", 400, "needs image"),
-     ("/api/edit.png?image=nothing", 404, "upload the file again"),
+     ("/api/edit.png?image=0123456789abcdef", 404, "upload the file again"),
+     ("/api/edit.png?image=nothing", 400, "an image id is g and a number"),
+     ("/api/edit.png?image=g%C2%B2", 400, "an image id is g and a number"),
+     ("/api/edit.json?image=g%C2%B2", 400, "an image id is g and a number"),
+     ("/api/images/g%C2%B2", 400, "an image id is g and a number"),
+     ("/api/mix.png?a=g0&b=g%C2%B2", 400, "an image id is g and a number"),
+     ("/api/sample.png?seed=--1", 400, "seed must be a whole number such as 7"),
+     ("/api/sample.png?seed=%C2%B2", 400, "seed must be a whole number"),
+     ("/api/sample.json?seed=-", 400, "seed must be a whole number"),
      ("/api/sample.png?seed=99999999999999999999", 400, "seed must be a whole number"),
      ("/api/sample.png?seed=1.5", 400, "seed must be a whole number"),
      ("/api/sample.png?seed=1&seed=2", 400, "seed is given 2 times"),
@@ -160,7 +170,7 @@ def test_a_mix_takes_each_level_from_the_image_it_names(client):
      ("/static/../glowflow/explorer/server.py", 404, "no such page"),
      ("/static/%2e%2e/server.py", 404, "no such page"),
      ("/api/images/..%2F..%2Fetc%2Fpasswd", 404, ""),
-     ("/api/images/g0%00.png", 404, "not held"),
+     ("/api/images/g0%00.png", 400, "an image id is"),
      ("/static/index.html/..", 404, "no such page")],
 )  # fmt: skip
 def test_bad_requests_get_a_4xx_with_a_one_line_reason(client, path, status, fragment):
@@ -173,7 +183,7 @@ def test_bad_requests_get_a_4xx_with_a_one_line_reason(client, path, status, fra
 @pytest.mark.parametrize(
     "body, content_type, fragment",
     [(b"", "image/png", "no image"),
-     (b"%PDF-1.4 not an image", "application/pdf", "not an image"),
+     (b"%PDF-1.4 not an image", "image/png", "not an image"),
      (png_file(np.zeros((8, 8, 3), np.uint8))[:40], "image/png", "not an image"),
      (b"--x\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nhi\r\n--x--\r\n",
       "multipart/form-data; boundary=x", "field 'file'"),
@@ -187,15 +197,15 @@ def test_bad_uploads_get_a_400(client, body, content_type, fragment):
 
 def test_any_size_and_mode_is_converted(client):
     gray = np.linspace(0, 255, 30 * 500, dtype=np.uint8).reshape(30, 500)
-    r = client.post("/api/images", content=png_file(gray))
+    r = client.post("/api/images", content=png_file(gray), headers=PNG)
     assert r.status_code == 200
     assert r.json()["framing"]["method"] == "centre crop" and r.json()["source_size"] == [500, 30]
     rgba = np.full((5, 7, 4), 200, np.uint8)
-    assert client.post("/api/images", content=png_file(rgba)).status_code == 200
+    assert client.post("/api/images", content=png_file(rgba), headers=PNG).status_code == 200
 
 
 def test_too_large_an_upload_gets_a_413(client):
-    r = client.post("/api/images", content=b"\x89PNG" + b"0" * LIMIT)
+    r = client.post("/api/images", content=b"\x89PNG" + b"0" * LIMIT, headers=PNG)
     assert r.status_code == 413 and "over 1 MiB" in r.json()["error"]
 
 
@@ -219,7 +229,12 @@ def _raw(url: str, request: bytes, read: bool = True) -> bytes:
 
 def test_a_live_server_answers_a_413_to_a_large_upload_and_keeps_going(live_server):
     body = b"\xff\xd8" + b"\0" * (11 * 2**20)  # over the default 10 MiB
-    req = urllib.request.Request(f"{live_server}/api/images", data=body, method="POST")
+    req = urllib.request.Request(
+        f"{live_server}/api/images",
+        data=body,
+        method="POST",
+        headers={"content-type": "image/jpeg"},
+    )
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=30)
     assert e.value.code == 413
@@ -269,7 +284,7 @@ def test_serve_with_no_options_serves_celeba64_on_loopback(monkeypatch, capsys):
     ((app, kw),) = calls
     assert kw["host"] == "127.0.0.1" and kw["port"] == port
     assert f"http://127.0.0.1:{port}/" in r.stderr and "warning" not in r.stderr
-    info = TestClient(app).get("/api/model").json()
+    info = TestClient(app, base_url=LOCAL).get("/api/model").json()
     assert info["checkpoint"] == "celeba64" and len(info["gallery"]) == 36
 
 
@@ -300,7 +315,7 @@ def test_serve_computes_class_directions_from_a_labelled_data_set(monkeypatch, t
     r = glowflow("serve", "--checkpoint", "mnist", "--dataset", "mnist-mini", "--limit", "300",
                  "--gallery-size", "4", "--port", free_port())  # fmt: skip
     assert r.returncode == 0, r.stderr
-    client = TestClient(calls[0])
+    client = TestClient(calls[0], base_url=LOCAL)
     info = client.get("/api/model").json()
     assert info["attributes"] == [f"class:{k}" for k in range(10)]
     assert [g["id"] for g in info["gallery"]] == ["g0", "g1", "g2", "g3"]
