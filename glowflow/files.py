@@ -2,15 +2,20 @@
 the files glowflow writes (checkpoints, stores, pretrained folders).
 
 Every file a command writes goes through :func:`atomic_write`: a temporary file in the same
-folder, flushed to disk, then renamed over the old one, so a crash or Ctrl-C leaves either the
-old file or the new one.
+folder, flushed to disk, then renamed over the old one and the folder flushed too, so a crash,
+Ctrl-C or power loss leaves either the old file or the new one; a writer killed mid-write leaves
+a temporary file that the next write of that file removes.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
+import socket
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -20,23 +25,94 @@ from glowflow.errors import GlowflowError
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write`` on a temporary file in ``path``'s folder, then rename it over ``path``.
 
-    A crash or Ctrl-C while writing leaves the previous file at ``path`` intact.
+    A crash or Ctrl-C while writing leaves the previous file at ``path`` intact: the new bytes
+    and then the folder's entry are flushed to disk, so after a power loss ``path`` holds the
+    old file or the whole new one. The temporary file, ``.NAME.HOST.PID.RANDOM.tmp``, names its
+    writer, so the next write of ``path`` removes those that a killed writer (``kill -9``) left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temporaries(path)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+#: This machine in the temporary files' names: a process of another machine writing to a
+#: shared folder is never taken for a dead one of this machine.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, empty ``.NAME.HOST.PID.RANDOM.tmp`` beside ``path``, open for writing.
+
+    Created with mode 0o666 so that the kernel applies the umask, as for any new file (no
+    process-wide ``os.umask`` call, which would race with other threads creating files).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files of ``path`` whose writer, a process of this machine, is
+    gone (killed while writing); those of live writers are theirs."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{_HOST}\.(\d+)\.[0-9a-f]+\.tmp")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        found = pattern.fullmatch(name)
+        if found and not _is_running(int(found.group(1))):
+            try:
+                (path.parent / name).unlink()
+            except OSError:  # another writer removed it first, or it is not ours to remove
+                pass
+
+
+def _is_running(pid: int) -> bool:
+    """Whether process ``pid`` of this machine exists (when unsure: yes)."""
+    if pid <= 0 or pid == os.getpid():  # 0 and -1 name groups of processes, never a writer
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would send Ctrl-C there; keep what is unsure
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries to disk, so that a rename in it survives a power loss; a
+    no-op where the system cannot open or flush a folder (Windows, some file systems)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -63,3 +68,81 @@ def test_older_versions_are_read_where_no_fix_is_named():
                 error=StampError, newer="upgrade")  # fmt: skip
     check_stamp({"format": "test", "version": 2}, "test", 2, what="x", kind="k",
                 error=StampError, newer="upgrade", older="remake it")  # fmt: skip
+
+
+def test_the_folder_is_flushed_after_the_rename(tmp_path, monkeypatch):
+    """Without the folder's flush, a power loss after the rename can bring the old file back."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.realpath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name the flushed files")
+    atomic_write_text(tmp_path / "notes.txt", "text")
+    renamed = events.index(("replace", os.path.realpath(tmp_path / "notes.txt")))
+    assert events[renamed + 1 :] == [("fsync", os.path.realpath(tmp_path))]
+    assert events[renamed - 1][0] == "fsync"  # the file's bytes before it is renamed
+
+
+def test_the_mode_comes_from_the_umask_without_changing_it(tmp_path, monkeypatch):
+    """``os.umask`` sets the mask of the whole process: another thread creating a file
+    meanwhile would get mode 0o666. The kernel applies the mask to the new file itself."""
+    umask = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda mask: pytest.fail("os.umask was called"))
+        atomic_write_text(tmp_path / "a.txt", "text")
+        atomic_write_text(tmp_path / "a.txt", "again")  # replacing keeps a normal mode too
+    finally:
+        monkeypatch.undo()
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~0o027 == 0o640
+
+
+SLOW_WRITER = """
+import sys, time
+from glowflow.files import atomic_write
+
+def write(f):
+    f.write(b"x" * 100_000)
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+
+atomic_write(sys.argv[1], write)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
+def test_a_writer_killed_mid_write_leaves_a_temporary_file_the_next_write_removes(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    atomic_write_text(path, "old")
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(path)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert writer.stdout.readline() == "writing\n"
+    finally:
+        writer.kill()
+        writer.wait()
+        writer.stdout.close()
+    (left,) = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert left.name.startswith(".checkpoint.pt.") and left.stat().st_size == 100_000
+    assert path.read_text() == "old"
+    # a live writer's temporary file (this process's) is left alone
+    live = tmp_path / left.name.replace(f".{writer.pid}.", f".{os.getpid()}.")
+    live.write_bytes(b"mine")
+    # and so is another file's
+    other = tmp_path / left.name.replace(".checkpoint.pt.", ".summary.json.")
+    other.write_bytes(b"other")
+    assert live != left  # the temporary file names its writer's pid
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new" and not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, live.name, other.name])

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Training and evaluation then read --dataset store:OUT_DIR from disk without loading "
         "it: start-up time and memory do not grow with the number of images, and processes "
         "share its pages. An interrupted prepare resumes when run again; a folder that holds "
-        "another store is refused. " + describe_specs(),
+        "another store, or that another prepare is writing, is refused. " + describe_specs(),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("spec", metavar="SPEC", help="the data set to convert")

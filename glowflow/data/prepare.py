@@ -4,7 +4,10 @@
 decodes image files in parallel worker processes (array formats are already decoded and are only
 copied), writes each shard through a temporary file, records finished shards in
 ``prepare-progress.json`` (so an interrupted run resumes where it stopped) and refuses a folder
-that holds something else. The manifest is written last: a folder without one is no store.
+that holds something else. The manifest is written last: a folder without one is no store. A
+preparation holds the lock file ``.prepare.lock`` in the folder from start to end, so a second
+``glowflow prepare`` into the same folder is refused at once instead of racing with it (one
+would delete the other's progress).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -49,6 +53,7 @@ from glowflow.files import atomic_write, atomic_write_json, atomic_write_text
 __all__ = ["prepare_store"]
 
 SHARD_BYTES = 256 * 2**20  # the default shard holds about this many bytes of images
+LOCK = ".prepare.lock"  # held by the one preparation writing a folder; stays after it
 
 
 @dataclass
@@ -155,7 +160,8 @@ def prepare_store(
         returned; if it holds the unfinished preparation of this store, that resumes.
 
     Raises:
-        StoreError: if ``out`` holds another store or other files.
+        StoreError: if ``out`` holds another store or other files, or another preparation is
+            writing it.
     """
     out = Path(out).expanduser()
     kind, path = parse_spec(spec)
@@ -165,32 +171,68 @@ def prepare_store(
         "image_size": image_size, "pad": pad, "on_bad_image": on_bad_image,
         "shard_size": shard_size,
     }  # fmt: skip
-    state = _check_out(out, source_key)
-    if state.get("complete"):
-        verify_store(out)
-        return read_manifest(out)
-    source = _open_source(spec, image_size, pad, on_bad_image)
-    fingerprint = _fingerprint(source, path)
-    if state.setdefault("fingerprint", fingerprint) != fingerprint:
-        raise StoreError(
-            f"{spec} has changed since the preparation in {out} began (other files or sizes); "
-            f"delete {out} and prepare again"
-        )
-    if shard_size is None:
-        shape = source.data.image_shape if source.data is not None else None
-        per_image = int(np.prod(shape)) if shape else 3 * (image_size or CELEBA_SIZE) ** 2
-        shard_size = max(1, SHARD_BYTES // per_image)
-    if state.get("shard_size", shard_size) != shard_size:
-        raise StoreError(f"{out} was being prepared with another shard size; use that one")
-    state.setdefault("shard_size", shard_size)
-    state.setdefault("shards", [])
+    with _only_writer(out):
+        state = _check_out(out, source_key)
+        if state.get("complete"):
+            verify_store(out)
+            return read_manifest(out)
+        source = _open_source(spec, image_size, pad, on_bad_image)
+        fingerprint = _fingerprint(source, path)
+        if state.setdefault("fingerprint", fingerprint) != fingerprint:
+            raise StoreError(
+                f"{spec} has changed since the preparation in {out} began (other files or sizes); "
+                f"delete {out} and prepare again"
+            )
+        if shard_size is None:
+            shape = source.data.image_shape if source.data is not None else None
+            per_image = int(np.prod(shape)) if shape else 3 * (image_size or CELEBA_SIZE) ** 2
+            shard_size = max(1, SHARD_BYTES // per_image)
+        if state.get("shard_size", shard_size) != shard_size:
+            raise StoreError(f"{out} was being prepared with another shard size; use that one")
+        state.setdefault("shard_size", shard_size)
+        state.setdefault("shards", [])
+        try:
+            return _write_shards(out, source, state, on_bad_image, workers, progress)
+        except OSError as e:
+            raise StoreError(
+                f"cannot write the store in {out}: {first_line(e)}; free some space or choose "
+                f"another folder (a rerun resumes)"
+            ) from e
+
+
+@contextmanager
+def _only_writer(out: Path) -> Iterator[None]:
+    """Hold ``out``'s :data:`LOCK` while the block runs; refuse at once if another
+    preparation holds it. A folder made here that is left empty is removed again."""
+    from filelock import FileLock, Timeout  # only a preparation pays for the import
+
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out} is a file; give a folder for the store")
+    made = not out.exists()
+    lock = FileLock(out / LOCK, timeout=0)
     try:
-        return _write_shards(out, source, state, on_bad_image, workers, progress)
+        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except Timeout:  # before OSError: it is a TimeoutError
+        raise StoreError(
+            f"another glowflow prepare is writing {out} (lock {out / LOCK}); wait for it to "
+            f"finish, or give another folder"
+        ) from None
     except OSError as e:
         raise StoreError(
-            f"cannot write the store in {out}: {first_line(e)}; free some space or choose "
-            f"another folder (a rerun resumes)"
+            f"cannot write the store in {out}: {first_line(e)}; choose another folder"
         ) from e
+    try:
+        yield
+    finally:
+        try:
+            if made and [p.name for p in out.iterdir()] == [LOCK]:  # nothing was written
+                # removed while still held, so no other preparation can hold this lock file
+                (out / LOCK).unlink()
+                out.rmdir()
+        except OSError:  # another preparation has just begun in it, or it is gone
+            pass
+        lock.release()
 
 
 def _fingerprint(source: _Source, path: Path) -> str:
@@ -253,8 +295,6 @@ def _kept_file(entry: dict[str, Any]) -> str:
 
 def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
     """The preparation state to continue from ``out`` (empty for a fresh start)."""
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"{out} is a file; give a folder for the store")
     if (out / MANIFEST).is_file():
         m = read_manifest(out)
         if not isinstance(m.get("source"), dict) or m.get("source") != source_key:
@@ -269,7 +309,7 @@ def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
         except (OSError, ValueError) as e:
             raise StoreError(f"{out / PROGRESS} is damaged ({first_line(e)}); delete the "
                              f"folder and prepare again") from e  # fmt: skip
-        if not isinstance(state, dict) or not isinstance(state.get("source"), dict):
+        if not _progress_ok(state):
             raise StoreError(f"{out / PROGRESS} is damaged; delete {out} and prepare again")
         if state.get("source") != source_key:
             raise StoreError(
@@ -287,9 +327,34 @@ def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
             good.append(entry)
         state["shards"] = good
         return state
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
         raise StoreError(f"{out} is not empty and holds no store; give an empty or new folder")
     return {"source": source_key}
+
+
+def _progress_ok(state: Any) -> bool:
+    """Whether a progress record has the form :func:`_write_shards` writes: shard ``k`` is
+    ``images-0000k.npy`` (no name read from it can lead out of the folder), its figures whole
+    numbers."""
+
+    def whole(v: Any, least: int = 0) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+    if not isinstance(state, dict) or not isinstance(state.get("source"), dict):
+        return False
+    if "shard_size" in state and not whole(state["shard_size"], 1):
+        return False
+    shards = state.get("shards", [])
+    return isinstance(shards, list) and all(
+        isinstance(s, dict)
+        and s.get("file") == f"images-{k:05d}.npy"
+        and isinstance(s.get("sha256"), str)
+        and all(whole(s.get(key)) for key in ("count", "source_count", "channels"))
+        and isinstance(s.get("hw"), list)
+        and len(s["hw"]) == 2
+        and all(whole(v, 1) for v in s["hw"])
+        for k, s in enumerate(shards)
+    )
 
 
 def _finish(out: Path, source: _Source, state: dict[str, Any]) -> dict[str, Any]:

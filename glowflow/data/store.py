@@ -13,7 +13,10 @@
   options, so that a rerun can tell its own store from another.
 
 A store is opened by reading its manifest and checking every file's size against it (a
-truncated or missing shard is found at once, without reading the images); the images are read
+truncated or missing shard is found at once, without reading the images), after checking the
+manifest's form: every file it names must be a plain file name in the store's folder (never a
+path that leads out of it), every shape and count a whole number, the image shape and the
+number of images positive. The images are read
 with positioned reads as batches need them, so start-up time and memory do not grow with the
 number of images, and processes reading one store share its pages through the page cache.
 :func:`verify_store` reads everything back against the checksums.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -164,7 +167,8 @@ class StoreImages:
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
-    """The manifest of the store at ``root``, checked for its format and version only.
+    """The manifest of the store at ``root``, checked for its format, its version and the
+    form of every entry (:func:`_check_manifest`); its files are not opened.
 
     Raises:
         StoreError: for a missing folder or manifest, a damaged one, or another format.
@@ -185,12 +189,96 @@ def read_manifest(root: Path) -> dict[str, Any]:
         error=StoreError, newer="upgrade glowflow, or delete it and prepare it again",
         older="delete it and prepare it again",
     )  # fmt: skip
+    _check_manifest(root, manifest)
     return manifest
 
 
-def _check_file(root: Path, entry: dict[str, Any], shape: tuple[int, ...], dtype: str) -> Path:
-    """A store file whose header and size agree with the manifest."""
-    path = root / entry["file"]
+def _whole(value: Any, least: int) -> bool:
+    """Whether ``value`` is a whole number (an ``int``, not a ``bool`` or ``float``) of at
+    least ``least``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _check_manifest(root: Path, m: dict[str, Any]) -> None:
+    """Refuse a manifest whose entries have another form than ``glowflow prepare`` writes:
+    what a store holds is read from it, so a damaged or hostile one must never send a read
+    outside the store, or size one from a float, a string or a negative number.
+
+    Raises:
+        StoreError: naming the first wrong entry and its value.
+    """
+    where = root / MANIFEST
+
+    def refuse(entry: str, value: Any, should: str) -> None:
+        raise StoreError(f"{where}: {entry} {_shown(value)} {should}; {AGAIN}")
+
+    shape = m.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_whole(v, 1) for v in shape)):
+        refuse("image_shape", shape, "is not 3 positive whole numbers [C, H, W]")
+    if not _whole(m.get("count"), 1):  # prepare never writes an empty store
+        refuse("count", m.get("count"), "is not a positive whole number of images")
+    shards = m.get("shards")
+    if not isinstance(shards, list) or not shards:
+        refuse("shards", shards, "is not a list of the store's image files")
+    for k, shard in enumerate(shards):
+        store_path(root, shard, f"shards[{k}]")
+        # a shard may hold no image: prepare keeps one whose files were all unreadable
+        if not _whole(shard.get("count"), 0):
+            refuse(f"shards[{k}].count", shard.get("count"), "is not a whole number of images")
+    for key in ("labels", "attrs", "names"):
+        if m.get(key) is not None:
+            store_path(root, m[key], key)
+    for key in ("class_names", "attr_names"):
+        names = m.get(key)
+        if names is not None and not (
+            isinstance(names, list) and all(isinstance(v, str) for v in names)
+        ):
+            refuse(key, names, "is not a list of names")
+    if m.get("attrs") is not None and m.get("attr_names") is None:
+        refuse("attr_names", None, "is missing, and the store has attributes")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` as a message quotes it: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def store_path(root: Path, entry: Any, name: str) -> Path:
+    """The path of the store file that the manifest's entry ``name`` (``{"file": NAME,
+    "sha256": HEX, ...}``) describes: ``root / NAME``, where NAME is a plain file name.
+
+    Raises:
+        StoreError: for an entry without a file name and a checksum, or whose file name is
+            a path (``../x.npy``, ``/abs/x.npy``, ``sub/x.npy``), hidden, or resolves (through
+            a link) to a file outside the store.
+    """
+    where = root / MANIFEST
+    if not isinstance(entry, dict):
+        raise StoreError(f"{where}: {name} {_shown(entry)} is not a file entry; {AGAIN}")
+    file = entry.get("file")
+    if not isinstance(entry.get("sha256"), str):
+        raise StoreError(f"{where}: {name} has no sha256 checksum; {AGAIN}")
+    plain = (
+        isinstance(file, str)
+        and file == PurePosixPath(file).name == PureWindowsPath(file).name
+        and not file.startswith(".")
+        and "\0" not in file
+    )
+    if plain and (root / file).resolve().parent == root.resolve():
+        return root / file
+    raise StoreError(
+        f"{where}: {name}.file {_shown(file)} is not a file name inside the store; the "
+        f"manifest is damaged or not glowflow's: {AGAIN}"
+    )
+
+
+def _check_file(
+    root: Path, entry: dict[str, Any], name: str, shape: tuple[int, ...], dtype: str
+) -> Path:
+    """The store file of the manifest's entry ``name``, whose header and size agree with
+    the manifest."""
+    path = store_path(root, entry, name)
     if not path.is_file():
         raise StoreError(f"{path} is missing from the store; {AGAIN}")
     try:
@@ -243,7 +331,8 @@ def _open(
     try:
         shape = tuple(int(v) for v in m["image_shape"])
         counts = [int(s["count"]) for s in m["shards"]]
-        files = [_check_file(root, s, (s["count"], *shape), "uint8") for s in m["shards"]]
+        files = [_check_file(root, s, f"shards[{k}]", (s["count"], *shape), "uint8")
+                 for k, s in enumerate(m["shards"])]  # fmt: skip
         n = int(m["count"])
         if sum(counts) != n:
             raise StoreError(
@@ -251,11 +340,13 @@ def _open(
             )
         labels = attrs = None
         if m.get("labels"):
-            path = _check_file(root, m["labels"], (n,), "int64")
+            path = _check_file(root, m["labels"], "labels", (n,), "int64")
             labels = torch.from_numpy(np.load(path))
         if m.get("attrs"):
             a = len(m["attr_names"])
-            attrs = torch.from_numpy(np.load(_check_file(root, m["attrs"], (n, a), "bool")))
+            attrs = torch.from_numpy(
+                np.load(_check_file(root, m["attrs"], "attrs", (n, a), "bool"))
+            )
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, StoreError):
             raise
@@ -282,7 +373,13 @@ def file_sha256(path: Path) -> str:
 
 def store_files(m: dict[str, Any]) -> list[dict[str, Any]]:
     """The manifest's entries (``{"file", "sha256", ...}``) of every file the store holds."""
-    return [*m["shards"], *(m[k] for k in ("labels", "attrs", "names") if m.get(k))]
+    return [entry for _, entry in _named_entries(m)]
+
+
+def _named_entries(m: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(name in the manifest, entry)`` of every file the store holds."""
+    shards = [(f"shards[{k}]", s) for k, s in enumerate(m["shards"])]
+    return [*shards, *((k, m[k]) for k in ("labels", "attrs", "names") if m.get(k))]
 
 
 def files_checksum(entries: list[dict[str, Any]]) -> str:
@@ -298,12 +395,11 @@ def verify_store(root: str | Path, progress: Callable[[Iterator, int], Iterator]
     """
     root = Path(root).expanduser()
     m, _ = _open(root, None)  # sizes and headers first: a cheap, clear message for truncation
-    entries = store_files(m)
-    it = progress(iter(entries), len(entries)) if progress else entries
-    for entry in it:
-        if file_sha256(root / entry["file"]) != entry["sha256"]:
-            raise StoreError(
-                f"{root / entry['file']} does not match its checksum in {MANIFEST}; {AGAIN}"
-            )
-    if files_checksum(entries) != m.get("checksum"):
+    named = _named_entries(m)
+    it = progress(iter(named), len(named)) if progress else named
+    for name, entry in it:
+        path = store_path(root, entry, name)
+        if file_sha256(path) != entry["sha256"]:
+            raise StoreError(f"{path} does not match its checksum in {MANIFEST}; {AGAIN}")
+    if files_checksum(store_files(m)) != m.get("checksum"):
         raise StoreError(f"{root / MANIFEST}'s checksum does not match its files' sums")

@@ -1,8 +1,9 @@
 """What a run records of itself: the facts of ``config.json`` and the contents of a checkpoint,
-and putting a checkpoint's state back into a run being resumed."""
+and putting a checkpoint's state back into a run being resumed, on the data it was trained on."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,15 +28,43 @@ class Position(NamedTuple):
     nan_skipped: int = 0
 
 
+#: At most this many training images, spread over the set, make its :func:`data_fingerprint`.
+FINGERPRINT_IMAGES = 256
+
+
+def data_fingerprint(data: ImageData) -> str:
+    """The SHA-256 (hex) of a data set's size, order and contents, cheap for any size: the
+    number of images, their shape and the bytes of at most :data:`FINGERPRINT_IMAGES` of them
+    at evenly spread positions (the first and the last among them), with their labels where
+    the set has labels. The same images in the same order give the same fingerprint on every
+    machine, whatever the batch size or device; a set of up to that many images is hashed
+    whole, a larger one by its sample (a store's images are read, never loaded whole).
+    """
+    n = len(data)
+    k = min(n, FINGERPRINT_IMAGES)
+    index = torch.tensor([i * (n - 1) // max(k - 1, 1) for i in range(k)], dtype=torch.long)
+    h = hashlib.sha256(f"{n} images {list(data.image_shape)}\n".encode())
+    h.update(data.images[index].cpu().contiguous().numpy().tobytes())
+    if data.labels is not None:
+        h.update(data.labels[index].cpu().to(torch.int64).numpy().astype("<i8").tobytes())
+    return h.hexdigest()
+
+
 def run_record(
-    cfg: TrainConfig, model: Glow, train_data: ImageData, val_data: ImageData | None
+    cfg: TrainConfig,
+    model: Glow,
+    train_data: ImageData,
+    val_data: ImageData | None,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
-    """What ``config.json`` and every checkpoint say about the run and its data."""
+    """What ``config.json`` and every checkpoint say about the run and its data;
+    ``fingerprint`` is the training set's :func:`data_fingerprint`, where already known."""
     return {
         "train": cfg.to_dict(),
         "model": model.config.to_dict(),
         "data": {
             "train_images": len(train_data),
+            "train_fingerprint": fingerprint or data_fingerprint(train_data),
             "val_images": len(val_data) if val_data is not None else 0,
             "class_names": train_data.class_names,
             "attr_names": train_data.attr_names,
@@ -65,6 +94,37 @@ def checkpoint_state(
         "nan_skipped": position.nan_skipped,
         "data": record["data"],
     }  # fmt: skip
+
+
+def check_same_data(
+    state: dict[str, Any], train_images: int, fingerprint: str, where: str | Path
+) -> None:
+    """Refuse to resume the checkpoint ``state`` (of the file ``where``) on other training data
+    than it recorded: another number of images (``train_images`` now), or other images or
+    another order (the :func:`data_fingerprint` now). The batches of a resumed run are drawn
+    by position, so a silent change would train on other images than the run's own. A
+    checkpoint written before fingerprints were recorded is checked on the count alone.
+
+    Raises:
+        CheckpointError: naming what changed, its two values and the fix.
+    """
+    saved = state.get("data") if isinstance(state.get("data"), dict) else {}
+    fix = (
+        "train on the data set the run was started with (the same files and options), or "
+        "start a new run: --overwrite, or another --out"
+    )
+    was = saved.get("train_images")
+    if was is not None and was != train_images:
+        raise CheckpointError(
+            f"{where} was trained on {was} training images, and the data set now gives "
+            f"{train_images}; {fix}"
+        )
+    was = saved.get("train_fingerprint")
+    if was is not None and was != fingerprint:
+        raise CheckpointError(
+            f"{where} was trained on other images, or the same in another order (data "
+            f"fingerprint {str(was)[:12]}, now {fingerprint[:12]}); {fix}"
+        )
 
 
 def restore_state(

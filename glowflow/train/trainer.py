@@ -40,7 +40,14 @@ from glowflow.train.optim import make_optimizer, step_unless
 from glowflow.train.outputs import RunOutputs
 from glowflow.train.rundir import RunDir
 from glowflow.train.runmodel import build_model, run_model_config
-from glowflow.train.runstate import Position, checkpoint_state, restore_state, run_record
+from glowflow.train.runstate import (
+    Position,
+    check_same_data,
+    checkpoint_state,
+    data_fingerprint,
+    restore_state,
+    run_record,
+)
 from glowflow.train.schedule import learning_rate, total_steps
 from glowflow.train.steplog import LogWindow, MetricsLog, PendingSteps, StepResult, TrainError
 from glowflow.train.trainsets import load_train_val
@@ -94,6 +101,9 @@ class Trainer:
         # the model, its optimiser and average, as new or as the checkpoint left them
         state = load_checkpoint(self.folder.checkpoint) if resume else None
         model_config = run_model_config(c, self.train_data.image_shape, num_classes, state)
+        self.fingerprint = data_fingerprint(self.train_data)  # once: the data does not change
+        if state is not None:  # resumed on the data it was trained on, in the same order
+            check_same_data(state, len(self.train_data), self.fingerprint, self.folder.checkpoint)
         # initial weights from the seed, drawn under a private generator (global state kept)
         self.model = build_model(model_config, c.seed, self.device, c.channels_last)
         if state is None and c.init_from:
@@ -137,7 +147,7 @@ class Trainer:
         return self.pending.nan_skipped
 
     def _record(self) -> dict[str, Any]:
-        return run_record(self.cfg, self.model, self.train_data, self.val_data)
+        return run_record(self.cfg, self.model, self.train_data, self.val_data, self.fingerprint)
 
     # ------------------------------------------------------------------ before the steps
     def initialize(self) -> None:

@@ -4,6 +4,8 @@ else refused and left alone."""
 
 from __future__ import annotations
 
+import json
+import threading
 import warnings
 
 import numpy as np
@@ -151,3 +153,78 @@ def test_a_source_that_changed_during_an_interrupted_prepare_is_refused(tmp_path
     with pytest.raises(StoreError, match="has changed since the preparation"):
         prepare_store(f"folder:{tmp_path / 'src'}", tmp_path / "st", image_size=8,
                       shard_size=4, workers=1)  # fmt: skip
+
+
+def test_a_second_prepare_into_a_folder_being_prepared_is_refused(labelled_npz, tmp_path):
+    """Two prepares into one folder would race (the one that finishes first deletes the
+    other's progress file and kept files): the second is refused at once, the first's work
+    kept."""
+    root = tmp_path / "st"
+    paused, go_on = threading.Event(), threading.Event()
+    first: dict = {}
+
+    def pause_after_the_first_shard(done, total):
+        if done == 16:
+            paused.set()
+            assert go_on.wait(60)
+
+    def prepare_first():
+        try:
+            first["manifest"] = prepare_store(f"npz:{labelled_npz}", root, shard_size=16,
+                                              progress=pause_after_the_first_shard)  # fmt: skip
+        except BaseException as e:  # noqa: BLE001 - shown by the assertion below
+            first["error"] = e
+
+    thread = threading.Thread(target=prepare_first)
+    thread.start()
+    try:
+        assert paused.wait(60)
+        before = {p.name: p.read_bytes() for p in root.iterdir()}
+        assert "prepare-progress.json" in before and "images-00000.npy" in before
+        with pytest.raises(StoreError, match="another glowflow prepare is writing") as e:
+            prepare_store(f"npz:{labelled_npz}", root, shard_size=16)
+        assert "\n" not in str(e.value) and str(root) in str(e.value)
+        r = main_in_process("prepare", f"npz:{labelled_npz}", root, "--shard-size", 16,
+                            "--no-progress")  # fmt: skip
+        assert_one_line_error(r, "another glowflow prepare is writing", "wait for it to finish")
+        assert {p.name: p.read_bytes() for p in root.iterdir()} == before
+    finally:
+        go_on.set()
+        thread.join(60)
+    assert "error" not in first, first.get("error")
+    assert first["manifest"]["count"] == 50
+    verify_store(root)
+    # once it is done, the folder is free: the same prepare verifies the whole store
+    assert prepare_store(f"npz:{labelled_npz}", root, shard_size=16)["count"] == 50
+    # a folder made for the lock alone is not left behind by a prepare that fails at once
+    with pytest.raises(DataError):
+        prepare_store(f"npz:{tmp_path / 'missing.npz'}", tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s["shards"][0].update(file="../x.npy"),
+        lambda s: s["shards"][1].update(file="images-00000.npy"),
+        lambda s: s["shards"][0].update(count=8.0),
+        lambda s: s.update(shard_size="8"),
+    ],
+)
+def test_a_progress_file_of_another_form_is_refused(labelled_npz, tmp_path, damage):
+    """The progress file names the shards written so far: a name from it must not lead out of
+    the folder either (``../x.npy`` would be hashed, then read into the store)."""
+
+    def stop_after_two_shards(done, total):
+        if done >= 16:
+            raise KeyboardInterrupt
+
+    root = tmp_path / "st"
+    with pytest.raises(KeyboardInterrupt):
+        prepare_store(f"npz:{labelled_npz}", root, shard_size=8, progress=stop_after_two_shards)
+    (tmp_path / "x.npy").write_bytes((root / "images-00000.npy").read_bytes())
+    state = json.loads((root / "prepare-progress.json").read_text())
+    damage(state)
+    (root / "prepare-progress.json").write_text(json.dumps(state))
+    with pytest.raises(StoreError, match="prepare-progress.json is damaged"):
+        prepare_store(f"npz:{labelled_npz}", root, shard_size=8)

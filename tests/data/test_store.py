@@ -135,3 +135,89 @@ def test_a_store_records_the_padding_it_was_prepared_with(labelled_npz, tmp_path
     prepare_store(f"npz:{labelled_npz}", tmp_path / "st", pad=1)
     data = load_dataset(f"store:{tmp_path / 'st'}")
     assert data.pad == 1 and data.original_dims == 3 * 6 * 6
+
+
+def edit_manifest(root, edit) -> None:
+    manifest = json.loads((root / MANIFEST).read_text())
+    edit(manifest)
+    (root / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../x.npy", "ABSOLUTE", "sub/images-00000.npy", "..", ".", ".images-00000.npy",
+     "images-00000.npy\0", "sub\\images-00000.npy", 7, None],
+)  # fmt: skip
+def test_a_manifest_file_name_outside_the_store_is_refused_naming_the_entry(
+    labelled_npz, tmp_path, name
+):
+    """A shard named ``../x.npy`` must never be read, hashed or trained on: here ``x.npy``
+    beside the store is a good copy of a shard, which the store would have loaded."""
+    root = tmp_path / "st"
+    prepare_store(f"npz:{labelled_npz}", root, shard_size=16)
+    (tmp_path / "x.npy").write_bytes((root / "images-00001.npy").read_bytes())
+    (root / "sub").mkdir()
+    (root / "sub" / "images-00000.npy").write_bytes((root / "images-00001.npy").read_bytes())
+    name = str(tmp_path / "x.npy") if name == "ABSOLUTE" else name
+    edit_manifest(root, lambda m: m["shards"][1].update(file=name))
+    shown = repr(name)[:20]
+    with pytest.raises(StoreError, match=r"shards\[1\]\.file .* is not a file name inside") as e:
+        load_dataset(f"store:{root}")
+    assert "\n" not in str(e.value) and shown in str(e.value)
+    with pytest.raises(StoreError, match=r"shards\[1\]\.file"):
+        verify_store(root)
+    r = main_in_process("eval", "--checkpoint", "mnist", "--dataset", f"store:{root}")
+    assert_one_line_error(r, "shards[1].file", "is not a file name inside the store")
+
+
+def test_a_link_that_leads_out_of_the_store_is_refused(labelled_npz, tmp_path):
+    root = tmp_path / "st"
+    prepare_store(f"npz:{labelled_npz}", root, shard_size=16)
+    (tmp_path / "labels.npy").write_bytes((root / "labels.npy").read_bytes())
+    (root / "labels.npy").unlink()
+    (root / "labels.npy").symlink_to(tmp_path / "labels.npy")
+    with pytest.raises(StoreError, match="labels.file 'labels.npy' is not a file name inside"):
+        load_dataset(f"store:{root}")
+
+
+@pytest.mark.parametrize(
+    "entry, value, match",
+    [
+        ("image_shape", [3, 6, 6.0], r"image_shape \[3, 6, 6.0\] is not 3 positive whole"),
+        ("image_shape", ["3", "6", "6"], r"image_shape \['3', '6', '6'\] is not 3 positive"),
+        ("image_shape", [3, 6, 6, 1], r"image_shape \[3, 6, 6, 1\] is not 3 positive"),
+        ("image_shape", [3, 0, 6], r"image_shape \[3, 0, 6\] is not 3 positive"),
+        ("count", 50.0, "count 50.0 is not a positive whole number"),
+        ("count", True, "count True is not a positive whole number"),
+        ("count", 0, "count 0 is not a positive whole number"),
+        ("shards.count", 16.0, r"shards\[1\]\.count 16.0 is not a whole number"),
+        ("shards.count", -16, r"shards\[1\]\.count -16 is not a whole number"),
+        ("shards.count", "16", r"shards\[1\]\.count '16' is not a whole number"),
+        ("shards", {"file": "images-00000.npy"}, "shards {'file': .* is not a list"),
+        ("shards", [], r"shards \[\] is not a list"),
+        ("labels", "labels.npy", "labels 'labels.npy' is not a file entry"),
+        ("labels.sha256", None, "labels has no sha256 checksum"),
+        ("attr_names", 4, "attr_names 4 is not a list of names"),
+        ("class_names", ["a", 1, "c"], r"class_names \['a', 1, 'c'\] is not a list of names"),
+    ],
+)
+def test_a_manifest_of_another_form_is_refused_in_one_line(
+    labelled_npz, tmp_path, entry, value, match
+):
+    root = tmp_path / "st"
+    prepare_store(f"npz:{labelled_npz}", root, shard_size=16)
+
+    def edit(m):
+        if entry == "shards.count":
+            m["shards"][1]["count"] = value
+        elif entry == "labels.sha256":
+            m["labels"]["sha256"] = value
+        else:
+            m[entry] = value
+
+    edit_manifest(root, edit)
+    with pytest.raises(StoreError, match=match) as e:
+        load_dataset(f"store:{root}")
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(root / MANIFEST))
+    r = main_in_process("eval", "--checkpoint", "mnist", "--dataset", f"store:{root}")
+    assert_one_line_error(r, str(root / MANIFEST))

@@ -7,12 +7,13 @@ import os
 import re
 import signal
 
+import numpy as np
 import pytest
 import torch
-from conftest import losses, small_config
+from conftest import assert_one_line_error, digits, losses, main_in_process, small_config
 
 from glowflow.errors import GlowflowError
-from glowflow.hub.checkpoint import load_checkpoint, model_from_checkpoint
+from glowflow.hub.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from glowflow.train.trainer import Interrupted, Trainer, TrainError
 
 
@@ -248,3 +249,55 @@ def test_a_run_leaves_the_global_random_state_alone_and_depends_on_its_seed_only
     (losses_a, weights_a), (losses_b, weights_b) = results
     assert losses_a == losses_b
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def digits_npz_at(path, order=None):
+    """The test digits as an npz data set at ``path``: all 96, or those of ``order``."""
+    x, y = digits()
+    order = np.arange(len(x)) if order is None else np.asarray(order)
+    np.savez(path, x=x[order], y=y[order])
+    return path
+
+
+@pytest.mark.usefixtures("float32")
+@pytest.mark.parametrize(
+    "order, match",
+    [
+        (np.arange(95), "trained on 72 training images, and the data set now gives 71"),
+        (np.arange(95, -1, -1), "trained on other images, or the same in another order"),
+    ],
+)
+def test_resuming_on_a_changed_data_set_is_refused(tmp_path, order, match):
+    """The batches of a resumed run are drawn by position: one image fewer, or the same images
+    in another order, would silently train on other images than the run's own."""
+    data = digits_npz_at(tmp_path / "digits.npz")
+    Trainer(small_config(data, steps=3), tmp_path / "run").run()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    digits_npz_at(data, order)
+    with pytest.raises(GlowflowError, match=match) as e:
+        Trainer(small_config(data, steps=6), tmp_path / "run", resume=True)
+    message = str(e.value)
+    assert "\n" not in message and "start a new run: --overwrite, or another --out" in message
+    r = main_in_process("train", "--resume", tmp_path / "run", "--steps", 6, "--no-progress")
+    assert_one_line_error(r, str(tmp_path / "run" / "checkpoint.pt"), match)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before  # the run is left as it was
+    digits_npz_at(data)  # the run's own data again: it resumes
+    assert Trainer(small_config(data, steps=6), tmp_path / "run", resume=True).run()["step"] == 6
+
+
+@pytest.mark.usefixtures("float32")
+def test_a_checkpoint_without_a_data_fingerprint_resumes_checked_on_its_count(tmp_path):
+    """A checkpoint written before fingerprints were recorded still resumes."""
+    data = digits_npz_at(tmp_path / "digits.npz")
+    Trainer(small_config(data, steps=3), tmp_path / "run").run()
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(checkpoint)
+    del state["data"]["train_fingerprint"]
+    save_checkpoint(checkpoint, {k: v for k, v in state.items() if k not in ("format", "version")})
+    digits_npz_at(data, np.arange(95))
+    with pytest.raises(GlowflowError, match="trained on 72 training images.*now gives 71"):
+        Trainer(small_config(data, steps=6), tmp_path / "run", resume=True)
+    digits_npz_at(data)
+    assert Trainer(small_config(data, steps=6), tmp_path / "run", resume=True).run()["step"] == 6
+    assert load_checkpoint(checkpoint)["data"]["train_fingerprint"]  # recorded from now on
