@@ -4,6 +4,7 @@ vocabulary (written here once, used both to validate and as the command line's `
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +33,63 @@ def known_fields(cls: type, d: dict[str, Any], what: str) -> dict[str, Any]:
     return d
 
 
-def _choose(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` on one line and cut short: what an error quotes of a value from a file."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _choose(value: Any, allowed: tuple[str, ...], what: str) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{what} must be one of {', '.join(allowed)}, got {_shown(value)}")
+
+
+def _whole(value: Any, what: str, lowest: int, highest: int) -> int:
+    """``value`` as an int, if it is a whole number (an int, not a bool nor a float such as
+    2.0 or 1e10: a config file that says 2.5 or 1e10 was not written by glowflow) within
+    ``[lowest, highest]``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not lowest <= value <= highest
+    ):
+        raise ConfigError(
+            f"{what} must be a whole number from {lowest} to {highest}, got {_shown(value)}"
+        )
+    return int(value)
+
+
+def _flag(value: Any, what: str) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be true or false, got {_shown(value)}")
+
+
+#: Bounds of :class:`GlowConfig`'s sizes. Every real model lies far inside them (the paper's
+#: largest is 3x256x256 with 6 levels, depth 48 and width 512). A config read from a file is
+#: checked against its weights' shapes before the model is built (glowflow.hub.shapes, on the
+#: meta device: no memory), and these bounds keep that check to seconds.
+MAX_IMAGE_CHANNELS = 4  # grayscale, RGB, or RGB plus one more
+MAX_IMAGE_SIDE = 1024
+MAX_LEVELS = 10  # 2**10 = 1024: the most a side of MAX_IMAGE_SIDE pixels can be halved
+MAX_DEPTH = 128
+MAX_HIDDEN_CHANNELS = 4096
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
 class GlowConfig:
     """Everything needed to build a :class:`glowflow.Glow`; saved inside every checkpoint.
+
+    Every field is checked when a config is made, by type and by bounds, with a one-line
+    :class:`ConfigError` naming the field, the value and what is allowed: the sizes must be
+    whole numbers (an ``int``; not a bool, nor a float such as ``2.5`` or ``1e10``), the options
+    strings of their vocabularies and the flags bools. The bounds (:data:`MAX_IMAGE_SIDE` etc.)
+    hold every real model with room to spare, so that a config read from a file cannot ask
+    for an absurd model:
+
+    - ``image_shape``: ``C`` from 1 to 4, ``H`` and ``W`` from 1 to 1024;
+    - ``levels``: 1 to 10; ``depth``: 1 to 128; ``hidden_channels``: 1 to 4096;
+    - ``num_classes``: None or 2 to 100,000; ``n_bits``: 1 to 8.
 
     Attributes:
         image_shape: ``(C, H, W)`` of the images; ``H`` and ``W`` divisible by ``2**levels``.
@@ -75,16 +125,21 @@ class GlowConfig:
     memory_format: str = "auto"
 
     def __post_init__(self) -> None:
-        shape = tuple(int(s) for s in self.image_shape)
-        object.__setattr__(self, "image_shape", shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ConfigError(f"image_shape must be (C, H, W) with positive sizes, got {shape}")
-        if self.levels < 1 or self.depth < 1 or self.hidden_channels < 1:
+        # Every field is checked for its type and bounds here, before anything is built from
+        # it: a config comes from files too (pretrained folders, checkpoints, run folders).
+        shape = self.image_shape
+        if not isinstance(shape, (list, tuple)) or len(shape) != 3:
             raise ConfigError(
-                f"levels, depth and hidden_channels must be >= 1, got "
-                f"{self.levels}, {self.depth}, {self.hidden_channels}"
+                f"image_shape must be [C, H, W], three whole numbers, got {_shown(shape)}"
             )
-        c, h, w = shape
+        c = _whole(shape[0], "image_shape's C (channels)", 1, MAX_IMAGE_CHANNELS)
+        h = _whole(shape[1], "image_shape's H (height)", 1, MAX_IMAGE_SIDE)
+        w = _whole(shape[2], "image_shape's W (width)", 1, MAX_IMAGE_SIDE)
+        object.__setattr__(self, "image_shape", (c, h, w))
+        for name, highest in (
+            ("levels", MAX_LEVELS), ("depth", MAX_DEPTH), ("hidden_channels", MAX_HIDDEN_CHANNELS),
+        ):  # fmt: skip
+            object.__setattr__(self, name, _whole(getattr(self, name), name, 1, highest))
         step = 2**self.levels
         if h % step or w % step:
             raise ConfigError(
@@ -94,10 +149,12 @@ class GlowConfig:
         _choose(self.coupling, COUPLINGS, "coupling")
         _choose(self.permutation, PERMUTATIONS, "permutation")
         _choose(self.memory_format, MEMORY_FORMATS, "memory_format")
-        if self.num_classes is not None and self.num_classes < 2:
-            raise ConfigError(f"num_classes must be None or >= 2, got {self.num_classes}")
-        if not 1 <= self.n_bits <= 8:
-            raise ConfigError(f"n_bits must be between 1 and 8, got {self.n_bits}")
+        _flag(self.learn_top, "learn_top")
+        _flag(self.memory_saving, "memory_saving")
+        if self.num_classes is not None:
+            what = "num_classes (null for an unconditional model)"
+            object.__setattr__(self, "num_classes", _whole(self.num_classes, what, 2, MAX_CLASSES))
+        object.__setattr__(self, "n_bits", _whole(self.n_bits, "n_bits", 1, 8))
 
     @property
     def num_dims(self) -> int:
@@ -117,6 +174,10 @@ class GlowConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GlowConfig:
+        """The config a dict (e.g. a file's JSON object) describes; missing fields take their
+        defaults, unknown ones are refused."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a model config must be a mapping of fields, got {_shown(d)}")
         return cls(**known_fields(cls, d, "GlowConfig fields"))
 
     def replace(self, **changes: Any) -> GlowConfig:
@@ -198,7 +259,7 @@ class TrainConfig:
     n_bits: int = 8
     memory_saving: bool = False
     # weights to start from instead of random ones (glowflow.train.warmstart): a bundled name,
-    # pretrained folder, Hub id, run folder or checkpoint; None: a new model
+    # pretrained folder, Hub model hf:user/repo, run folder or checkpoint; None: a new model
     init_from: str | None = None
     # optimisation
     optimizer: str = "adam"

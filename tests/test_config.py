@@ -110,3 +110,71 @@ def test_a_run_that_names_no_levels_gets_as_many_as_the_size_allows_up_to_three(
     assert C.auto_levels(size) == levels
     assert C.TrainConfig().model_config(size, None).levels == levels
     assert C.TrainConfig(levels=1).model_config(size, None).levels == 1
+
+
+#: Values a config file could hold for each model field and must not, with fragments of the
+#: one-line error, which names the field, the value and what is allowed: a size must be a
+#: whole number (not a float, even 2.0, nor a bool) within bounds.
+BAD_MODEL_VALUES = [
+    ("depth", 2.5, ["depth must be a whole number from 1 to 128, got 2.5"]),
+    ("depth", 2.0, ["depth must be a whole number", "got 2.0"]),
+    ("depth", True, ["depth must be a whole number", "got True"]),
+    ("depth", "4", ["depth must be a whole number", "got '4'"]),
+    ("depth", 129, ["depth must be a whole number from 1 to 128, got 129"]),
+    ("levels", 0, ["levels must be a whole number from 1 to 10, got 0"]),
+    ("levels", 11, ["levels must be a whole number from 1 to 10, got 11"]),
+    ("hidden_channels", 1e8, ["hidden_channels must be a whole number from 1 to 4096, "
+                              "got 100000000.0"]),
+    ("hidden_channels", 10**8, ["hidden_channels", "from 1 to 4096, got 100000000"]),
+    ("num_classes", 1e10, ["num_classes", "from 2 to 100000, got 10000000000.0"]),
+    ("num_classes", 10**10, ["num_classes", "from 2 to 100000, got 10000000000"]),
+    ("num_classes", 1, ["num_classes (null for an unconditional model) must be a whole number "
+                        "from 2 to 100000, got 1"]),
+    ("n_bits", 8.0, ["n_bits must be a whole number from 1 to 8, got 8.0"]),
+    ("image_shape", [3, 16384, 16384], ["image_shape's H (height) must be a whole number "
+                                        "from 1 to 1024, got 16384"]),
+    ("image_shape", [3, 32, 32.5], ["image_shape's W (width)", "got 32.5"]),
+    ("image_shape", [5, 32, 32], ["image_shape's C (channels)", "from 1 to 4, got 5"]),
+    ("image_shape", [3, 32], ["image_shape must be [C, H, W], three whole numbers, got [3, 32]"]),
+    ("image_shape", "abc", ["image_shape must be [C, H, W]", "got 'abc'"]),
+    ("learn_top", "yes", ["learn_top must be true or false, got 'yes'"]),
+    ("memory_saving", 1, ["memory_saving must be true or false, got 1"]),
+    ("depth", "x" * 1000, ["depth must be a whole number", "got 'xxxx", "..."]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("field, value, fragments", BAD_MODEL_VALUES)
+def test_every_model_field_is_checked_for_type_and_bounds(field, value, fragments):
+    with pytest.raises(ConfigError) as e:
+        C.GlowConfig.from_dict({field: value})
+    message = str(e.value)
+    assert "\n" not in message and len(message) < 200, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_whole_numbers_of_any_integer_type_are_kept_as_ints():
+    np = pytest.importorskip("numpy")
+    config = C.GlowConfig(
+        image_shape=[np.int64(1), 28, np.int32(28)], levels=np.int64(2), depth=np.int16(4),
+        hidden_channels=np.uint16(8), num_classes=np.int64(10), n_bits=np.int8(5),
+    )  # fmt: skip
+    assert config.image_shape == (1, 28, 28)
+    for name in ("levels", "depth", "hidden_channels", "num_classes", "n_bits"):
+        assert type(getattr(config, name)) is int, name
+    assert all(type(s) is int for s in config.image_shape)
+
+
+def test_the_bounds_hold_every_preset_and_are_themselves_allowed():
+    for name, model in C.PRESETS.items():
+        c, h, w = model.image_shape
+        assert c <= C.MAX_IMAGE_CHANNELS and max(h, w) <= C.MAX_IMAGE_SIDE, name
+        assert model.levels <= C.MAX_LEVELS and model.depth <= C.MAX_DEPTH, name
+        assert model.hidden_channels <= C.MAX_HIDDEN_CHANNELS, name
+    largest = C.GlowConfig(
+        (C.MAX_IMAGE_CHANNELS, C.MAX_IMAGE_SIDE, C.MAX_IMAGE_SIDE), levels=C.MAX_LEVELS,
+        depth=C.MAX_DEPTH, hidden_channels=C.MAX_HIDDEN_CHANNELS, num_classes=C.MAX_CLASSES,
+    )  # fmt: skip
+    assert C.GlowConfig.from_dict(largest.to_dict()) == largest
+    assert (C.MAX_IMAGE_SIDE, C.MAX_LEVELS, C.MAX_DEPTH) == (1024, 10, 128)
+    assert (C.MAX_HIDDEN_CHANNELS, C.MAX_CLASSES) == (4096, 100_000)

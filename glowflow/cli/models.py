@@ -13,7 +13,8 @@ from glowflow.nn.model import GlowFlow
 
 CHECKPOINT_HELP = (
     "a run folder, a checkpoint.pt, a pretrained folder, the name of a bundled model "
-    "(e.g. mnist, celeba64) or a Hub id user/repo"
+    "(e.g. mnist, celeba64) or a model on the Hugging Face Hub, hf:user/repo or "
+    "hf:user/repo@revision (a bare user/repo is a local path)"
 )
 
 

@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from glowflow.config import GlowConfig
-from glowflow.errors import GlowflowError, first_line
+from glowflow.errors import ConfigError, GlowflowError, first_line
 from glowflow.files import atomic_save, check_stamp
 from glowflow.hub.model import Glow
+from glowflow.hub.shapes import check_tensors, expected_tensors, tensor_specs
 
 FORMAT = "glowflow-checkpoint"
 VERSION = 1
@@ -65,18 +66,33 @@ def model_from_checkpoint(
 ) -> tuple[Glow, dict[str, Any]]:
     """Build the model a checkpoint describes and load its weights (EMA weights if present).
 
+    The model config is checked (:class:`GlowConfig`) and compared with the weights' shapes,
+    tensor by tensor (:func:`glowflow.hub.shapes.check_tensors`), before the model is built,
+    so a config that disagrees with its weights is refused in one line without allocating it.
     The file is read on the CPU and the model moved to ``map_location`` once built, so the
     optimiser's state never reaches that device.
 
     Returns the model in eval mode and the checkpoint's contents (on the CPU).
     """
     state = load_checkpoint(path, "cpu")
+    path = checkpoint_file(path)  # the file, also where a run folder was named
+    fix = "was the file edited or damaged? use another checkpoint"
     try:
-        model = Glow.from_config(GlowConfig.from_dict(state["model_config"]))
-        weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
-        model.load_state_dict(weights)
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        config = GlowConfig.from_dict(state.get("model_config"))
+    except ConfigError as e:
         raise CheckpointError(
-            f"checkpoint {path} does not match its model config: {first_line(e)}"
+            f"checkpoint {path} holds an invalid model config: {first_line(e)}; {fix}"
         ) from None
+    key = "ema" if ema and state.get("ema") is not None else "model"
+    weights = state.get(key)
+    if not isinstance(weights, dict) or not all(
+        isinstance(name, str) and torch.is_tensor(t) for name, t in weights.items()
+    ):
+        raise CheckpointError(f"checkpoint {path} holds no state dict under {key!r}; {fix}")
+    check_tensors(
+        tensor_specs(weights), expected_tensors(config, Glow), f"checkpoint {path}",
+        "the model of its model_config", fix, CheckpointError,
+    )  # fmt: skip
+    model = Glow.from_config(config)
+    model.load_state_dict(weights)
     return model.to(map_location).eval(), state

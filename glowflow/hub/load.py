@@ -9,8 +9,9 @@ from typing import Any, Callable
 import torch
 
 from glowflow.hub.checkpoint import checkpoint_file, is_checkpoint, model_from_checkpoint
+from glowflow.hub.hubname import is_hub_name
 from glowflow.hub.model import Glow
-from glowflow.hub.names import is_bundled, resolve_pretrained
+from glowflow.hub.names import resolve_pretrained
 from glowflow.hub.pretrained import (
     CARD_FILE,
     WEIGHTS_FILE,
@@ -71,18 +72,20 @@ def load_model(
 
     ``name_or_path`` is a run folder (its ``checkpoint.pt``) or a checkpoint file, whose EMA
     weights are taken unless ``ema=False``; or a pretrained folder, a bundled model's name or a
-    Hub id (``revision``, ``cache_dir`` and ``download`` as in :meth:`Glow.from_pretrained`),
-    whose weights are whatever was exported, so ``ema`` does not apply. An existing path always
-    wins over a bundled model or Hub id of that name. Everything is read on the CPU and only
-    the model's weights are kept and moved to ``map_location``: an optimiser's state never
-    stays alive with the model.
+    Hugging Face Hub model ``hf:user/repo[@revision]`` (``revision``, ``cache_dir`` and
+    ``download`` as in :meth:`Glow.from_pretrained`), whose weights are whatever was exported,
+    so ``ema`` does not apply. Names are read as :func:`glowflow.hub.names.resolve_pretrained`
+    reads them: only an ``hf:`` name goes to the Hub, and an existing path always wins over a
+    bundled model of that name. Everything is read on the CPU and only the model's weights are
+    kept and moved to ``map_location``: an optimiser's state never stays alive with the model.
     """
     name = str(name_or_path)
     path = Path(name).expanduser()
-    if path.exists():
+    if not is_hub_name(name) and path.exists():
         if is_checkpoint(path):
             model, state = model_from_checkpoint(path, map_location, ema)
-            data = state.get("data") or {}
+            data = state.get("data")
+            data = data if isinstance(data, dict) else {}
             return LoadedModel(
                 model=model,
                 name=name,
@@ -100,7 +103,7 @@ def load_model(
         directory, source = path, "pretrained"
     else:
         directory = resolve_pretrained(name, download, revision=revision, cache_dir=cache_dir)
-        source = "bundled" if is_bundled(directory) else "hub"
+        source = "hub" if is_hub_name(name) else "bundled"
     model, meta = load_folder(directory, Glow, map_location)
     card = directory / CARD_FILE
     return LoadedModel(

@@ -30,16 +30,20 @@ class Glow(GlowFlow):
         download: Callable[[str], Path] | None = None,
     ) -> Glow:
         """A saved model, in eval mode: a pretrained folder, a bundled model's name (e.g.
-        ``"mnist"``, ``"celeba64"``) or, with ``glowflow[hub]``, a Hub id ``"user/repo"``.
+        ``"mnist"``, ``"celeba64"``) or, with ``glowflow[hub]``, a model on the Hugging Face
+        Hub, named explicitly ``"hf:user/repo"`` or ``"hf:user/repo@revision"`` (a bare
+        ``"user/repo"`` is a local path).
 
-        Floating-point weights come back in the precision of a freshly built model (the default
-        dtype, usually float32) whatever precision they were stored in; actnorm keeps its stored
-        initialisation.
+        The config is checked and compared with the weights' shapes before the model is built
+        (see :func:`glowflow.hub.pretrained.load_folder`). Floating-point weights come back in
+        the precision of a freshly built model (the default dtype, usually float32) whatever
+        precision they were stored in; actnorm keeps its stored initialisation.
 
         Args:
             name_or_path: see :func:`glowflow.hub.names.resolve_pretrained`.
             map_location: the device to put the model on.
-            revision: the Hub revision (branch, tag or commit) of a Hub id; default main.
+            revision: the Hub revision (branch, tag or commit) of a Hub name that gives none;
+                default main.
             cache_dir: where Hub downloads are kept; default the Hub's own cache.
             download: ``repo_id -> local folder``, replacing the Hub download (tests, mirrors).
         """
@@ -53,9 +57,10 @@ class Glow(GlowFlow):
         return save_pretrained(self, directory, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Save to a temporary folder and upload it to the Hub repository ``repo_id`` (needs
-        ``glowflow[hub]``); ``card``, ``dtype`` and ``attributes`` go to
-        :meth:`save_pretrained`, the rest to :func:`glowflow.hub.names.push_to_hub`."""
+        """Save to a temporary folder and upload it to the Hub repository ``repo_id``
+        (``user/repo`` or ``hf:user/repo``; needs ``glowflow[hub]``); ``card``, ``dtype`` and
+        ``attributes`` go to :meth:`save_pretrained`, the rest to
+        :func:`glowflow.hub.names.push_to_hub`."""
         save_kw = {k: kwargs.pop(k) for k in ("card", "dtype", "attributes") if k in kwargs}
         card = dict(save_kw.get("card") or {})
         card.setdefault("repo_id", repo_id)  # not the temporary folder's name

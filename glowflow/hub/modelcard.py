@@ -8,11 +8,12 @@ import shlex
 from typing import Any, Callable
 
 from glowflow.config import GlowConfig
+from glowflow.hub.hubname import hub_name
 
 #: The facts a model card can state; each is optional and only given facts are written.
 CARD_KEYS = (
     "name",  # title of the card (default: the folder's name)
-    "repo_id",  # the Hub id used in the "How to use" snippet (default: the folder's name)
+    "repo_id",  # the Hub repo (user/repo) of the "How to use" snippet (default: the folder's name)
     "license",  # licence of the weights, an SPDX-like Hub identifier such as "mit"
     "dataset",  # what it was trained on
     "data_license",  # the data set's licence
@@ -122,16 +123,18 @@ def render_model_card(config: GlowConfig, card: dict[str, Any], dtype: str = "fl
     ])  # fmt: skip
 
     name = str(card.get("repo_id") or card.get("name") or "NAME")
+    # a Hub repo is loaded by its explicit name, hf:user/repo (a bare user/repo is a local path)
+    loadable = hub_name(name) if "/" in name else name
     usage = [
         "```python",
         "import glowflow",
         "",
-        f'model = glowflow.Glow.from_pretrained("{name}")  # eval mode, on the CPU',
+        f'model = glowflow.Glow.from_pretrained("{loadable}")  # eval mode, on the CPU',
         "images = glowflow.postprocess(model.sample(16, temperature=0.7))  # uint8 images",
         "```",
         "",
         "```bash",
-        f"glowflow sample --checkpoint {shlex.quote(name)} --seeds 0-63 --temperature 0.7 "
+        f"glowflow sample --checkpoint {shlex.quote(loadable)} --seeds 0-63 --temperature 0.7 "
         "--out samples.png",
         "```",
     ]

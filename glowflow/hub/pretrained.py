@@ -18,8 +18,10 @@ Weights are read with :func:`safetensors.torch.load_file` only: nothing in a pre
 is ever unpickled or executed. ``huggingface_hub`` is an optional extra (``glowflow[hub]``) and
 is imported only by the functions that talk to the Hub.
 
-How a model is named (a folder, a bundled name, a Hub id) is the job of
-:mod:`glowflow.hub.names`; :func:`glowflow.load_model` reads any of them.
+How a model is named (a folder, a bundled name, a Hub name ``hf:user/repo``) is the job of
+:mod:`glowflow.hub.names`; :func:`glowflow.load_model` reads any of them. A folder's config is
+checked, and compared with its weights' shapes, before its model is built
+(:mod:`glowflow.hub.shapes`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from glowflow.config import GlowConfig
 from glowflow.errors import GlowflowError, first_line
 from glowflow.files import atomic_write_bytes, check_stamp
 from glowflow.hub.modelcard import CARD_KEYS, render_model_card
+from glowflow.hub.shapes import Spec, check_tensors, expected_tensors
 from glowflow.nn.model import GlowFlow
 
 PathLike = Union[str, os.PathLike]
@@ -96,6 +99,12 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def _unreadable(path: Path, e: Exception) -> PretrainedError:
+    return PretrainedError(
+        f"cannot read {path}: not a safetensors file ({one_line(first_line(e))}); re-export it"
+    )
+
+
 def _read_safetensors(
     path: Path, metadata: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -110,10 +119,33 @@ def _read_safetensors(
             with safe_open(path, framework="pt") as f:
                 meta = f.metadata() or {}
     except Exception as e:  # the reader raises several types for damaged files
-        raise PretrainedError(
-            f"cannot read {path}: not a safetensors file ({one_line(first_line(e))}); re-export it"
-        ) from None
+        raise _unreadable(path, e) from None
     return tensors, meta
+
+
+#: The dtypes of a safetensors header that a glowflow model's tensors may be stored in.
+_HEADER_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+def read_header(path: Path) -> dict[str, Spec]:
+    """The shape and dtype of each tensor of a safetensors file, from its header alone: no
+    tensor is read (see :mod:`glowflow.hub.shapes`)."""
+    if not path.is_file():
+        raise PretrainedError(f"{path} is missing; re-export the model with save_pretrained")
+    try:
+        with safe_open(path, framework="pt") as f:
+            specs = {}
+            for key in f.keys():
+                part = f.get_slice(key)
+                dtype = part.get_dtype()
+                specs[key] = (tuple(part.get_shape()), _HEADER_DTYPES.get(dtype, dtype))
+    except Exception as e:  # the reader raises several types for damaged files
+        raise _unreadable(path, e) from None
+    return specs
 
 
 def is_pretrained(directory: Path) -> bool:
@@ -312,43 +344,26 @@ def read_pretrained_config(directory: PathLike) -> tuple[GlowConfig, dict[str, A
     return config, meta
 
 
-def _keys(keys: list[str], limit: int = 3) -> str:
-    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
 def load_folder(
     directory: Path, cls: type[M], map_location: str | torch.device = "cpu"
 ) -> tuple[M, dict[str, Any]]:
     """Build the model of a pretrained folder as a ``cls`` (a :class:`GlowFlow` class) and load
-    its weights, checking every tensor; in eval mode, with the folder's ``"glowflow"`` metadata."""
+    its weights; in eval mode, with the folder's ``"glowflow"`` metadata.
+
+    The config is checked (:class:`GlowConfig`), then compared with the weights file's header,
+    tensor by tensor (:func:`glowflow.hub.shapes.check_tensors`), before anything is built: a
+    config or weights file that disagree are refused in one line without allocating the model.
+    """
     config, meta = read_pretrained_config(directory)
-    model = cls.from_config(config)
     path = directory / WEIGHTS_FILE
-    stored, _ = _read_safetensors(path)
-    expected = model.state_dict()
     fix = "re-export the model with save_pretrained"
-    missing = sorted(set(expected) - set(stored))
-    if missing:
-        raise PretrainedError(f"{path} lacks {len(missing)} tensor(s): {_keys(missing)}; {fix}")
-    unexpected = sorted(set(stored) - set(expected))
-    if unexpected:
-        raise PretrainedError(
-            f"{path} holds {len(unexpected)} tensor(s) the model in config.json does not "
-            f"have: {_keys(unexpected)}; {fix}"
-        )
-    weights = {}
-    for key, target in expected.items():
-        t = stored[key]
-        if t.shape != target.shape:
-            raise PretrainedError(
-                f"{path}: {key} has shape {tuple(t.shape)}, the model in config.json needs "
-                f"{tuple(target.shape)}; {fix}"
-            )
-        if t.dtype != target.dtype and not (t.is_floating_point() and target.is_floating_point()):
-            raise PretrainedError(
-                f"{path}: {key} is stored as {t.dtype}, the model needs {target.dtype}; {fix}"
-            )
-        # float16 (or float64) storage comes back in the model's own precision
-        weights[key] = t.to(target.dtype)
+    expected = expected_tensors(config, cls)
+    check_tensors(
+        read_header(path), expected, str(path), "the model in config.json", fix, PretrainedError
+    )
+    model = cls.from_config(config)
+    stored, _ = _read_safetensors(path)
+    # float16 (or float64) storage comes back in the model's own precision
+    weights = {key: stored[key].to(target.dtype) for key, target in model.state_dict().items()}
     model.load_state_dict(weights, strict=True)
     return model.to(map_location).eval(), meta

@@ -85,7 +85,7 @@ def results_record(
         report: what :func:`~glowflow.ood.detection.detect` found (and the settings it ran with).
         in_dist: the scores of all the in-distribution images (calibration part included).
         ood_sets: name -> scores of each OOD set, as given to ``detect``.
-        checkpoint: how the model was named (a run folder, a bundled name, a Hub id, ...).
+        checkpoint: how the model was named (a run folder, a bundled name, hf:user/repo, ...).
         in_spec: the in-distribution data set's spec.
         ood_specs: each OOD set's spec, in the order of ``ood_sets``.
         image_size, pad, limit: the data options the sets were loaded with, as recorded.

@@ -1,7 +1,8 @@
 """A run that starts from a trained model's weights (``--init-from``) instead of random ones.
 
 Training that needs longer than one sitting goes on from the weights it left: a bundled model's
-name, a pretrained folder, a Hub id, a run folder or a checkpoint file (a run's EMA weights).
+name, a pretrained folder, a Hub name ``hf:user/repo``, a run folder or a checkpoint file (a
+run's EMA weights).
 The new run keeps its own optimiser, schedule, warm-up and budget; only the weights, actnorm's
 initialised statistics among them, come from the source, so no data-dependent init runs. The
 architecture is the source's: model options the run does not give are taken from it, and any

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import assert_one_line_error as one_line_error
-from conftest import main_in_process
+from conftest import main_in_process, tiny_model
 from conftest import run_cli as glowflow
 
 from glowflow import cli
+from glowflow.hub import names
+from glowflow.nn import invconv
 
 SMALL = ["--levels", 2, "--depth", 1, "--hidden-channels", 8, "--batch-size", 16,
          "--init-batch-size", 32, "--log-every", 1, "--n-samples", 4]  # fmt: skip
@@ -113,3 +118,106 @@ def test_user_mistakes_get_one_line_errors(args, fragments, tmp_path):
     r = main_in_process(*args, cwd=tmp_path)
     one_line_error(r, *fragments)
     assert not any((tmp_path / "runs").glob("*/checkpoint.pt"))
+
+
+# ------------------------------------------------------------------------ model names and configs
+#: Model configs that a file may hold and a command must refuse in one line before it builds
+#: anything (the fields changed, and fragments of the error): gigabytes of weights or a deep
+#: torch error before; the last is a valid config that disagrees with the weights' shapes.
+BAD_CONFIGS = {
+    "num_classes 1e10": ({"num_classes": 1e10}, ["num_classes", "got 10000000000.0"]),
+    "hidden_channels 1e8": ({"hidden_channels": 1e8}, ["hidden_channels", "got 100000000.0"]),
+    "16384-square images": ({"image_shape": [3, 16384, 16384]},
+                            ["image_shape's H (height)", "from 1 to 1024, got 16384"]),
+    "depth 2.5": ({"depth": 2.5}, ["depth must be a whole number from 1 to 128, got 2.5"]),
+    "disagrees with the weights": ({"hidden_channels": 16},
+                                   ["levels.0.steps.0.coupling.net.conv1.weight has shape "
+                                    "(8, 6, 3, 3)", "needs (16, 6, 3, 3)"]),
+}  # fmt: skip
+
+
+def model_with_config(folder: Path, kind: str, change: dict) -> Path:
+    """Real small weights beside a model config changed by ``change``: a pretrained folder or
+    a checkpoint; returns what ``--checkpoint`` names."""
+    from glowflow.hub.checkpoint import save_checkpoint
+    from glowflow.hub.pretrained import save_pretrained
+
+    model, _ = tiny_model()
+    config = {**model.config.to_dict(), **change}
+    if kind == "checkpoint":
+        save_checkpoint(folder / "checkpoint.pt", {"model_config": config,
+                                                   "model": model.state_dict()})  # fmt: skip
+        return folder / "checkpoint.pt"
+    save_pretrained(model, folder)
+    stamp = json.loads((folder / "config.json").read_text())["glowflow"]
+    (folder / "config.json").write_text(json.dumps({**config, "glowflow": stamp}))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["pretrained", "checkpoint"])
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_a_bad_model_config_is_one_line_before_a_model_is_built(case, kind, tmp_path, monkeypatch):
+    change, fragments = BAD_CONFIGS[case]
+    target = model_with_config(tmp_path / "m", kind, change)
+    built = []  # the device of each 1x1 convolution's initial rotation: "meta" for a check
+    draw = invconv.random_rotation
+    monkeypatch.setattr(invconv, "random_rotation",
+                        lambda *a: built.append(draw(*a).device.type) or draw(*a))  # fmt: skip
+    for command in (["eval", "--dataset", "mnist-mini", "--limit", 8], ["sample", "--n", 1]):
+        r = main_in_process(*command, "--checkpoint", target, "--device", "cpu", cwd=tmp_path)
+        one_line_error(r, str(target), *fragments)
+    assert set(built) <= {"meta"} and not (tmp_path / "samples.png").exists()
+
+
+#: Run under a 6 GiB address-space limit: a config that asked for more used to end in a
+#: traceback (or a swap storm without the limit).
+LIMITED = """
+import resource, sys
+_, hard = resource.getrlimit(resource.RLIMIT_AS)
+limit = 6 * 2**30 if hard == resource.RLIM_INFINITY else min(6 * 2**30, hard)
+resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+from glowflow.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("kind, change, fragment", [
+    ("pretrained", {"hidden_channels": 100_000_000}, "hidden_channels"),
+    # a 98,304-square random rotation for the last level's 1x1 convolutions
+    ("checkpoint", {"image_shape": [3, 16384, 16384], "levels": 14}, "image_shape's H"),
+    # valid, but 14 billion weights (56 GB): only the weights' shapes say no
+    ("pretrained", {"image_shape": [3, 64, 64], "levels": 6, "depth": 64,
+                    "hidden_channels": 4096}, "lacks"),
+])  # fmt: skip
+def test_a_huge_config_is_refused_under_a_6_gib_address_space_limit(
+    kind, change, fragment, tmp_path
+):
+    target = model_with_config(tmp_path / "m", kind, change)
+    command = ["eval", "--checkpoint", target, "--dataset", "mnist-mini", "--device", "cpu"]
+    r = subprocess.run([sys.executable, "-c", LIMITED, *map(str, command)],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    one_line_error(r, str(target), fragment)
+
+
+def test_a_repo_shaped_name_is_a_local_path_and_hf_names_the_hub(tmp_path, monkeypatch):
+    """``runs/x`` from a folder without ``runs`` (the command line's own run folders have the
+    shape of a Hub repo id) is a missing local path; ``hf:user/repo`` goes to the Hub."""
+    downloads = []
+
+    def download(repo_id, revision, cache_dir):
+        downloads.append((repo_id, revision))
+        assert repo_id == "user/repo", f"{repo_id} went to the Hub"
+        from glowflow.hub.pretrained import save_pretrained
+
+        return save_pretrained(tiny_model()[0], tmp_path / "snapshot")
+
+    monkeypatch.setattr(names, "_download", download)
+    r = main_in_process("sample", "--checkpoint", "runs/x", "--n", 1, cwd=tmp_path)
+    one_line_error(r, "no such local path 'runs/x'", f"nothing at {tmp_path / 'runs' / 'x'}",
+                   "for a model on the Hugging Face Hub write hf:runs/x")  # fmt: skip
+    assert downloads == []
+    r = main_in_process("sample", "--checkpoint", "hf:user/repo@v2", "--n", 1, "--device", "cpu",
+                        cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert downloads == [("user/repo", "v2")] and (tmp_path / "samples.png").is_file()
+    assert "hf:user/repo" in " ".join(main_in_process("eval", "--help").stdout.split())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_one_line, tiny_model
+from test_pretrained import BAD_CONFIGS, watch_builds
 
 from glowflow import Glow
 from glowflow.errors import GlowflowError
@@ -14,6 +16,7 @@ from glowflow.hub.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )  # fmt: skip
+from glowflow.hub.load import load_model
 
 
 def test_checkpoint_loading_never_runs_code(tmp_path):
@@ -75,5 +78,37 @@ def test_model_comes_back_with_ema_or_raw_weights(tmp_path):
     assert torch.equal(loaded.state_dict()[key], raw[key])
     bad = {**raw, key: torch.zeros(3)}
     save_checkpoint(tmp_path / "bad.pt", {"model_config": model.config.to_dict(), "model": bad})
-    with pytest.raises(CheckpointError, match="does not match its model config"):
+    with pytest.raises(CheckpointError, match=rf"{key} has shape \(3,\), the model of its model_"):
         model_from_checkpoint(tmp_path / "bad.pt", ema=False)
+
+
+@pytest.mark.parametrize("change, fragments", BAD_CONFIGS)
+def test_a_bad_model_config_is_refused_before_the_model_is_built(
+    tmp_path, monkeypatch, change, fragments
+):
+    model, _ = tiny_model()
+    config = {**model.config.to_dict(), **change}
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"model_config": config, "model": model.state_dict(), "step": 1})
+    built = watch_builds(monkeypatch)
+    fragments = [f.replace("the model in config.json", "the model of its model_config")
+                 for f in fragments]  # fmt: skip
+    for loader in (lambda: model_from_checkpoint(path), lambda: load_model(tmp_path)):
+        with pytest.raises(CheckpointError) as e:
+            loader()
+        assert_one_line(e, f"checkpoint {path}", *fragments)
+    assert set(built) <= {"meta"}
+
+
+def test_a_checkpoint_without_a_state_dict_is_refused(tmp_path):
+    model, _ = tiny_model()
+    path = tmp_path / "c.pt"
+    for state, fragment in (
+        ({"model_config": [3, 8, 8], "model": model.state_dict()}, "invalid model config"),
+        ({"model_config": model.config.to_dict()}, "no state dict under 'model'"),
+        ({"model_config": model.config.to_dict(), "ema": {"a": 1}}, "no state dict under 'ema'"),
+    ):
+        save_checkpoint(path, state)
+        with pytest.raises(CheckpointError) as e:
+            model_from_checkpoint(path)
+        assert_one_line(e, str(path), fragment)

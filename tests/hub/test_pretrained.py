@@ -13,7 +13,9 @@ from safetensors.torch import load, save_file
 
 from glowflow import Glow
 from glowflow.hub import pretrained as pt
+from glowflow.hub.load import load_model
 from glowflow.hub.pretrained import PretrainedError
+from glowflow.nn import invconv
 
 
 def payload_bytes(path: Path) -> int:
@@ -154,6 +156,51 @@ def test_damaged_folders_give_one_line_naming_the_file(tmp_path, how, fragment):
     assert_one_line(e, str(folder / file), fragment)
 
 
+#: Configs a file may hold that are refused before any model is built: the fields changed, and
+#: fragments of the one-line error. The first four would allocate gigabytes (a 1e10-class label
+#: projection, 1e8-wide couplings, 16384-square images) or fail deep in torch (depth 2.5); the
+#: last is a valid config that disagrees with the weights' shapes.
+BAD_CONFIGS = [
+    ({"num_classes": 1e10}, ["num_classes", "10000000000.0", "whole number from 2 to 100000"]),
+    ({"hidden_channels": 1e8}, ["hidden_channels", "100000000.0", "from 1 to 4096"]),
+    ({"image_shape": [3, 16384, 16384]}, ["image_shape's H", "got 16384", "from 1 to 1024"]),
+    ({"depth": 2.5}, ["depth must be a whole number from 1 to 128, got 2.5"]),
+    ({"hidden_channels": 16}, ["levels.0.steps.0.coupling.net.conv1.weight has shape "
+                               "(8, 6, 3, 3), the model in config.json needs (16, 6, 3, 3)"]),
+]  # fmt: skip
+
+
+def watch_builds(monkeypatch) -> list[str]:
+    """The devices of the models built from now on (each 1x1 convolution's initial rotation is
+    recorded): ``"meta"`` for a shape check, which allocates nothing, ``"cpu"`` for a model."""
+    devices = []
+    draw = invconv.random_rotation
+
+    def watched(channels, generator=None):
+        q = draw(channels, generator)
+        devices.append(q.device.type)
+        return q
+
+    monkeypatch.setattr(invconv, "random_rotation", watched)
+    return devices
+
+
+@pytest.mark.parametrize("change, fragments", BAD_CONFIGS)
+def test_a_bad_config_is_refused_before_the_model_is_built(
+    tmp_path, monkeypatch, change, fragments
+):
+    model, _ = tiny_model()
+    folder = pt.save_pretrained(model, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    built = watch_builds(monkeypatch)
+    for loader in (lambda: Glow.from_pretrained(folder), lambda: load_model(folder)):
+        with pytest.raises(PretrainedError) as e:
+            loader()
+        assert_one_line(e, str(folder), *fragments)
+    assert set(built) <= {"meta"}
+
+
 def test_missing_and_wrong_shape_messages_name_the_key(tmp_path):
     model, _ = tiny_model()
     folder = pt.save_pretrained(model, tmp_path / "m")
@@ -185,8 +232,9 @@ def test_model_card_states_the_facts_given_and_no_others(tmp_path):
     assert "# Glow on digits" in body
     assert "1.368" in body and "10000" in body and "CC BY-SA 3.0" in body
     assert "L=2 levels, K=2 flow steps per level, width 8, affine coupling" in body
-    assert 'glowflow.Glow.from_pretrained("someone/glow-digits")' in body
-    assert "glowflow sample --checkpoint someone/glow-digits" in body
+    # a Hub repo is shown by its explicit name: a bare user/repo would be a local path
+    assert 'glowflow.Glow.from_pretrained("hf:someone/glow-digits")' in body
+    assert "glowflow sample --checkpoint hf:someone/glow-digits " in body
     assert "Command" not in body and "Steps" not in body and "Wall time" not in body
 
     with pytest.raises(PretrainedError) as e:
