@@ -10,16 +10,19 @@ a temporary file that the next write of that file removes.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
 import secrets
-import socket
 from pathlib import Path
 from typing import IO, Any, Callable
 
 from glowflow.errors import GlowflowError
+
+try:
+    import fcntl  # the lock that tells a live writer's temporary file from a dead one's
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -27,32 +30,34 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
 
     A crash or Ctrl-C while writing leaves the previous file at ``path`` intact: the new bytes
     and then the folder's entry are flushed to disk, so after a power loss ``path`` holds the
-    old file or the whole new one. The temporary file, ``.NAME.HOST.PID.RANDOM.tmp``, names its
-    writer, so the next write of ``path`` removes those that a killed writer (``kill -9``) left.
+    old file or the whole new one. Its writer holds the temporary file ``.NAME.RANDOM.tmp``
+    locked, so the next write of ``path`` removes those that a killed writer (``kill -9``) left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     fd, tmp = _create_temporary(path)
+    f = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+        if fcntl is None:  # Windows renames no open file (and there is no lock to keep)
+            f.close()
+        os.replace(tmp, path)  # still locked: no cleaner takes it for a dead writer's
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        f.close()
     _fsync_folder(path.parent)
 
 
-#: This machine in the temporary files' names: a process of another machine writing to a
-#: shared folder is never taken for a dead one of this machine.
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-
-
 def _create_temporary(path: Path) -> tuple[int, Path]:
-    """A new, empty ``.NAME.HOST.PID.RANDOM.tmp`` beside ``path``, open for writing.
+    """A new, empty ``.NAME.RANDOM.tmp`` beside ``path``, open for writing and locked
+    (``flock``) for as long as its writer lives: the lock is how :func:`_remove_stale_temporaries`
+    tells a live writer's file from one a killed writer left, on this machine or another
+    (a container that restarts comes back with another host name and the same pids).
 
     Created with mode 0o666 so that the kernel applies the umask, as for any new file (no
     process-wide ``os.umask`` call, which would race with other threads creating files).
@@ -60,43 +65,51 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     while True:
-        tmp = path.parent / f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            fd = os.open(tmp, flags, 0o666)
         except FileExistsError:  # another writer drew the same name: draw again
             continue
+        if fcntl is None:
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # a cleaner may have taken it for a dead writer's before the lock: start again
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return fd, tmp
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Remove the temporary files of ``path`` whose writer, a process of this machine, is
-    gone (killed while writing); those of live writers are theirs."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.{_HOST}\.(\d+)\.[0-9a-f]+\.tmp")
+    """Remove the temporary files of ``path`` that no writer holds locked: their writer was
+    killed while writing. A live writer's file is locked and left alone. (Where there is no
+    ``flock``, on Windows, nothing is removed.)"""
+    if fcntl is None:
+        return
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-zA-Z_.]+\.tmp")
     try:
         names = os.listdir(path.parent)
     except OSError:
         return
     for name in names:
-        found = pattern.fullmatch(name)
-        if found and not _is_running(int(found.group(1))):
-            try:
-                (path.parent / name).unlink()
-            except OSError:  # another writer removed it first, or it is not ours to remove
-                pass
-
-
-def _is_running(pid: int) -> bool:
-    """Whether process ``pid`` of this machine exists (when unsure: yes)."""
-    if pid <= 0 or pid == os.getpid():  # 0 and -1 name groups of processes, never a writer
-        return True
-    if os.name == "nt":  # os.kill(pid, 0) would send Ctrl-C there; keep what is unsure
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, under another user
-        return True
-    return True
+        if not pattern.fullmatch(name):
+            continue
+        try:
+            fd = os.open(path.parent / name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # locked: its writer is alive
+            os.close(fd)
+            continue
+        try:
+            (path.parent / name).unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 import signal
 import stat
 import subprocess
@@ -136,13 +141,28 @@ def test_a_writer_killed_mid_write_leaves_a_temporary_file_the_next_write_remove
     (left,) = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert left.name.startswith(".checkpoint.pt.") and left.stat().st_size == 100_000
     assert path.read_text() == "old"
-    # a live writer's temporary file (this process's) is left alone
-    live = tmp_path / left.name.replace(f".{writer.pid}.", f".{os.getpid()}.")
-    live.write_bytes(b"mine")
+    # a live writer's temporary file (one that a writer holds locked) is left alone, whatever
+    # its pid or host (a restarted container reuses pids under another host name)
+    live = tmp_path / ".checkpoint.pt.0123456789ab.tmp"
+    holder = os.open(live, os.O_WRONLY | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
     # and so is another file's
     other = tmp_path / left.name.replace(".checkpoint.pt.", ".summary.json.")
     other.write_bytes(b"other")
-    assert live != left  # the temporary file names its writer's pid
-    atomic_write_text(path, "new")
+    try:
+        atomic_write_text(path, "new")
+    finally:
+        os.close(holder)
     assert path.read_text() == "new" and not left.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, live.name, other.name])
+
+
+@pytest.mark.skipif(fcntl is None, reason="needs flock")
+def test_a_dead_writers_temporary_file_is_removed_even_if_its_pid_is_alive_again(tmp_path):
+    """In a restarted container, pid 1 is the trainer again: a pid tells nothing of a
+    temporary file's writer, the lock does."""
+    path = tmp_path / "checkpoint.pt"
+    stale = tmp_path / f".checkpoint.pt.{os.getpid()}.deadbeef.tmp"  # this process's pid
+    stale.write_bytes(b"x" * 1000)
+    atomic_write_text(path, "new")
+    assert not stale.exists() and path.read_text() == "new"

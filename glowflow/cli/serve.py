@@ -82,6 +82,12 @@ def _listening_names(host: str) -> list[str]:
             names |= {info[4][0] for info in socket.getaddrinfo(name, None)}
         except OSError:
             pass
+    try:  # the address other machines reach this one by (a UDP "connect" sends nothing)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
+            names.add(s.getsockname()[0])
+    except OSError:
+        pass
     return sorted(names)
 
 
@@ -125,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
         progress=progress_bar("directions"),
     )  # fmt: skip
     policy = Policy.make([*_listening_names(args.host), *args.allow_host], args.allow_origin,
-                         token)  # fmt: skip
+                         token, args.port)  # fmt: skip
+    if "*" in args.allow_host and token is None:
+        info("warning: --allow-host '*' without a token: a web page whose host name comes to "
+             "point at this machine (DNS rebinding) can use the explorer")  # fmt: skip
     app = create_app(explorer, args.max_upload_mb * 2**20, policy)
     if not _is_loopback(args.host):
         who = "anyone with the address below" if token else "anyone who can reach this machine"

@@ -31,17 +31,22 @@ def dataset_words(spec: str, image_size: int | None = None, pad: int | None = No
 def shown(word: str) -> str:
     """A model name, data-set spec or path as the page may show it: no local path outside the
     folder the server runs in. A path inside that folder is shown relative to it (so the
-    command lines shown still run from there); any other absolute path by its last part only,
-    after ``.../``. A spec ``KIND:PATH`` keeps its kind; a name that is no path is kept."""
+    command lines shown still run from there), unless that folder is ``/`` or the home folder;
+    any other absolute path by its last part only, after ``.../`` (a command line showing one
+    needs the path put back to run). A spec ``KIND:PATH`` keeps its kind; a name that is no
+    path, or a relative path as the user typed it, is kept."""
     kind, colon, rest = word.partition(":")
     if colon and kind in KINDS:
         return f"{kind}:{shown(rest)}"
     path = Path(word).expanduser()
-    if not (path.is_absolute() or ".." in path.parts):
+    if not (path.is_absolute() or ".." in path.parts or word.startswith("~")):
         return word
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
+        here = Path.cwd().resolve()
+        if here in (Path(here.anchor), Path.home().resolve()):
+            raise ValueError("run from / or the home folder, a relative path shows its layout")
+        return str(path.resolve().relative_to(here))
+    except (ValueError, OSError, RuntimeError):
         return f".../{path.name}"
 
 

@@ -21,7 +21,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 
 from glowflow.data.imagefiles import eight_bit
 from glowflow.errors import GlowflowError, first_line
@@ -34,6 +35,13 @@ MAX_PIXELS = 40_000_000  # a larger photo is refused before it is decoded
 #: ever exists. 2048x2048 leaves a face in any photo far more pixels than the model's 64x64;
 #: a photo within it is framed exactly as it always was.
 WORK_PIXELS = 2048 * 2048
+#: The file formats an upload may be in: what cameras, phones and browsers write.
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes phones' MPO
+_ORIENTATION_TAG = 0x0112  # EXIF: how the camera was held
+_ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                 8: Image.Transpose.ROTATE_90}  # fmt: skip
 #: The colour modes a photo may come in; LAB, HSV and floating-point images are refused.
 READABLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
                   "YCbCr", "I", "I;16", "I;16B", "I;16L", "I;16N")  # fmt: skip
@@ -73,7 +81,7 @@ def decode_image(data: bytes, channels: int) -> Image.Image:
     if not data:
         raise ImageInputError("the request has no image: send a PNG or JPEG file as the body")
     try:
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data), formats=FORMATS)
         w, h = im.size
         if w * h > MAX_PIXELS:
             raise ImageInputError(
@@ -86,14 +94,16 @@ def decode_image(data: bytes, channels: int) -> Image.Image:
                 f"read; send an RGB or grayscale PNG or JPEG (8 or 16 bits)"
             )
         factor = _reduction(w, h)
-        if factor > 1 and im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 of the size
+        if factor > 1 and isinstance(im, JpegImageFile):  # JPEG or MPO: decode at 1/2 to 1/8
             im.draft(im.mode, (-(-w // factor), -(-h // factor)))
+        turn = _ORIENTATIONS.get(im.getexif().get(_ORIENTATION_TAG))
         im.load()
-        im = _reduce(eight_bit(im))
-        im = ImageOps.exif_transpose(im)
+        im = _reduce(eight_bit(im))  # new images: the EXIF orientation, read above, is applied
+        if turn is not None:
+            im = im.transpose(turn)
     except ImageInputError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Exception as e:  # a damaged file can fail any of Pillow's decoders in its own way
         raise ImageInputError(
             f"the file is not an image Pillow can read ({type(e).__name__}); send a PNG or JPEG"
         ) from e

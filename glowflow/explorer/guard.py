@@ -113,14 +113,23 @@ class Policy:
     hosts: frozenset[str]
     origins: frozenset[str] = frozenset()
     token: str | None = None
+    cookie: str = TOKEN_COOKIE
 
     @classmethod
     def make(
-        cls, hosts: Iterable[str] = (), origins: Iterable[str] = (), token: str | None = None
+        cls,
+        hosts: Iterable[str] = (),
+        origins: Iterable[str] = (),
+        token: str | None = None,
+        port: int | None = None,
     ) -> Policy:
-        """The loopback names plus ``hosts``, with ``origins`` and ``token``."""
+        """The loopback names plus ``hosts``, with ``origins`` and ``token``; the token's
+        cookie is named for ``port`` (browsers keep cookies by host, not by port, so two
+        servers on one host would otherwise overwrite each other's)."""
         names = {host_name(h) for h in (*LOOPBACK_HOSTS, *hosts)}
-        return cls(frozenset(names), frozenset(o.rstrip("/").lower() for o in origins), token)
+        cookie = TOKEN_COOKIE if port is None else f"{TOKEN_COOKIE}_{port}"
+        return cls(frozenset(names), frozenset(o.rstrip("/").lower() for o in origins), token,
+                   cookie)  # fmt: skip
 
     def check_host(self, host: str | None) -> None:
         if host is None:
@@ -154,7 +163,7 @@ class Policy:
         given += query.values.get(TOKEN_PARAMETER, [])
         for part in (cookies or "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == TOKEN_COOKIE:
+            if name == self.cookie:
                 given.append(value)
         scheme, _, value = (authorization or "").partition(" ")
         if scheme.lower() in ("bearer", "token"):
@@ -181,9 +190,12 @@ class Guard:
             await self.app(scope, receive, send)
             return
         cookie: str | None = None
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
                 if cookie is not None:
@@ -206,7 +218,8 @@ class Guard:
                     )
                 if TOKEN_PARAMETER in query.values:
                     cookie = (
-                        f"{TOKEN_COOKIE}={self.policy.token}; Path=/; HttpOnly; SameSite=Strict"
+                        f"{self.policy.cookie}={self.policy.token}; Path=/; HttpOnly; "
+                        f"SameSite=Strict"
                     )
             self.policy.check_origin(
                 scope["method"], headers["host"], headers.get("origin"),
@@ -216,7 +229,12 @@ class Guard:
             await refuse(send_with_headers, e.status, str(e))
             return
         scope = {**scope, "glowflow.query": query.without(TOKEN_PARAMETER)}
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:  # a bug: answered as JSON with the headers, then raised to be logged
+            if not started:
+                await refuse(send_with_headers, 500, "the server failed on this request (a bug)")
+            raise
 
 
 async def refuse(send: Send, status: int, message: str) -> None:

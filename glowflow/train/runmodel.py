@@ -8,7 +8,9 @@ from typing import Any
 import torch
 
 from glowflow.config import ConfigError, GlowConfig, TrainConfig
+from glowflow.hub.checkpoint import CheckpointError
 from glowflow.hub.model import Glow
+from glowflow.hub.shapes import check_tensors, expected_tensors, tensor_specs
 
 
 def run_model_config(
@@ -25,13 +27,18 @@ def run_model_config(
 
 
 def saved_model(state: dict[str, Any], image_shape: tuple[int, int, int]) -> GlowConfig:
-    """The model config of a checkpoint being resumed, checked against the data."""
+    """The model config of a checkpoint being resumed, checked against the data and against
+    the checkpoint's own weights (their names and shapes), before anything is built."""
     saved = GlowConfig.from_dict(state["model_config"])
     if saved.image_shape != image_shape:
         raise ConfigError(
             f"the checkpoint's model takes images {saved.image_shape}, the data set gives "
             f"{image_shape}; use the run's own data options"
         )
+    # the weights agree with the config before a model of that config is built
+    check_tensors(tensor_specs(state["model"]), expected_tensors(saved), "the checkpoint",
+                  "its model config", "resume a checkpoint written by glowflow train",
+                  CheckpointError)  # fmt: skip
     return saved
 
 

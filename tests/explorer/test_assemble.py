@@ -114,3 +114,18 @@ def test_the_page_is_shown_no_local_path(model, tmp_path, monkeypatch):
     assert info["checkpoint"] == str(Path("runs") / "a")  # relative: the command still runs here
     assert "--dataset npz:.../faces.npz --pad 0" in shown[1]
     assert shown[4].count("npz:.../faces.npz #") == len(explorer.gallery) > 0
+
+
+@pytest.mark.parametrize("where", ["root", "home"])
+def test_run_from_the_root_or_home_folder_no_path_is_shown_relative(model, tmp_path, monkeypatch,
+                                                                     where):  # fmt: skip
+    """From / or the home folder, a relative path would show the folders' layout."""
+    from glowflow.explorer.assemble import shown
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: home))
+    monkeypatch.chdir(home if where == "home" else Path(tmp_path.anchor))
+    assert shown(str(home / "models" / "x")) == ".../x"
+    assert shown(f"npz:{home / 'models' / 'faces.npz'}") == "npz:.../faces.npz"
+    assert shown("runs/a") == "runs/a" and shown("celeba64") == "celeba64"

@@ -202,3 +202,43 @@ def test_a_colour_mode_the_explorer_does_not_read_is_refused_naming_what_it_read
     with pytest.raises(ImageInputError) as e:
         decode_image(out.getvalue(), 1)
     assert f"colour mode {mode}" in str(e.value) and "RGB or grayscale" in str(e.value)
+
+
+def test_a_file_of_a_format_no_camera_writes_is_refused_unopened():
+    """Only the formats of cameras, phones and browsers reach a decoder: Pillow's many other
+    parsers (DDS, PSD, ...) fail on crafted files in ways of their own."""
+    for fmt in ("PPM", "ICO", "TGA"):
+        with pytest.raises(ImageInputError, match="not an image Pillow can read"):
+            decode_image(_bytes(Image.new("RGB", (16, 16)), fmt), 3)
+
+
+def test_any_failure_of_a_decoder_is_a_refusal(monkeypatch):
+    data = _bytes(Image.new("RGB", (16, 16)), "TIFF")
+
+    def broken(im):
+        raise TypeError("a damaged tag")
+
+    monkeypatch.setattr(Image.Image, "load", broken)
+    with pytest.raises(ImageInputError, match=r"\(TypeError\)"):
+        decode_image(data, 3)
+
+
+def test_a_phones_multi_picture_jpeg_is_reduced_as_it_is_decoded(monkeypatch):
+    frames = [Image.new("RGB", (640, 480), (200, 100, 50)), Image.new("RGB", (640, 480))]
+    data = _bytes(frames[0], "MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    monkeypatch.setattr(faces, "WORK_PIXELS", 200 * 150)
+    assert decode_image(data, 3).size == (160, 120)  # decoded at a quarter of its size
+
+
+def test_a_16_bit_photo_is_turned_upright_as_its_exif_says():
+    im = Image.fromarray(np.arange(0, 65536, 32, dtype=np.uint16).reshape(32, 64))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # held turned: shown rotated 90 degrees clockwise
+    out = io.BytesIO()
+    im.save(out, format="PNG", exif=exif.tobytes())
+    upright = decode_image(out.getvalue(), 1)
+    want = Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)).transpose(
+        Image.Transpose.ROTATE_270
+    )
+    assert upright.size == (32, 64) and np.array_equal(np.asarray(upright), np.asarray(want))

@@ -250,3 +250,32 @@ def test_a_model_call_in_progress_stalls_no_request_for_what_is_held():
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_each_port_has_its_own_token_cookie(explorer):
+    """Browsers keep cookies by host, not port: two servers on one host would overwrite each
+    other's token."""
+    policy = Policy.make(token=TOKEN, port=8123)
+    client = TestClient(create_app(explorer, policy=policy), base_url="http://127.0.0.1:8123")
+    assert (
+        client.get(f"/?token={TOKEN}")
+        .headers["set-cookie"]
+        .startswith(f"glowflow_token_8123={TOKEN};")
+    )
+    other = TestClient(create_app(explorer, policy=policy), base_url="http://127.0.0.1:8123")
+    assert other.get("/", headers={"cookie": f"glowflow_token={TOKEN}"}).status_code == 403
+    assert other.get("/", headers={"cookie": f"glowflow_token_8123={TOKEN}"}).status_code == 200
+
+
+def test_a_bug_is_a_500_of_one_line_of_json_with_the_headers(explorer, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(explorer, "sample", broken)
+    client = TestClient(create_app(explorer), base_url=LOCAL, raise_server_exceptions=False)
+    r = client.get("/api/sample.png?seed=1")
+    assert r.status_code == 500 and r.json() == {
+        "error": "the server failed on this request (a bug)"
+    }
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" in r.headers

@@ -47,7 +47,8 @@ def test_a_resumed_run_takes_its_checkpoints_model_checked_against_the_data():
     cfg = TrainConfig(levels=2, depth=1, hidden_channels=8, y_condition=True)
     new = run_model_config(cfg, (1, 16, 16), 10)
     assert new.depth == 1 and new.num_classes == 10 and new.image_shape == (1, 16, 16)
-    state = {"model_config": CONFIG.to_dict()}
+    weights = build_model(CONFIG, seed=0, device=torch.device("cpu")).state_dict()
+    state = {"model_config": CONFIG.to_dict(), "model": weights}
     assert run_model_config(cfg, (1, 16, 16), 10, state) == CONFIG  # not the options' model
     with pytest.raises(ConfigError, match=r"takes images \(1, 16, 16\).*gives \(3, 16, 16\)"):
         run_model_config(cfg, (3, 16, 16), 10, state)

@@ -301,3 +301,23 @@ def test_a_checkpoint_without_a_data_fingerprint_resumes_checked_on_its_count(tm
     digits_npz_at(data)
     assert Trainer(small_config(data, steps=6), tmp_path / "run", resume=True).run()["step"] == 6
     assert load_checkpoint(checkpoint)["data"]["train_fingerprint"]  # recorded from now on
+
+
+@pytest.mark.usefixtures("float32")
+def test_a_checkpoint_whose_weights_disagree_with_its_config_is_refused_before_building(
+    tmp_path, monkeypatch
+):
+    """Resume reads the model's size from the checkpoint's config: weights of another size
+    (a damaged or edited file) are refused before a model of that config is built."""
+    data = digits_npz_at(tmp_path / "digits.npz")
+    Trainer(small_config(data, steps=3), tmp_path / "run").run()
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(checkpoint)
+    state["model_config"]["hidden_channels"] = 4096  # within bounds, far from its weights
+    save_checkpoint(checkpoint, {k: v for k, v in state.items() if k not in ("format", "version")})
+    built = []
+    monkeypatch.setattr("glowflow.train.runmodel.Glow.from_config",
+                        lambda config: built.append(config) or pytest.fail("built"))  # fmt: skip
+    r = main_in_process("train", "--resume", tmp_path / "run", "--steps", 6, "--no-progress")
+    assert_one_line_error(r, "the checkpoint", "shape")
+    assert not built
