@@ -26,8 +26,6 @@ import http.client
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,37 +33,8 @@ import urllib.parse
 from pathlib import Path
 
 import numpy as np
-from common import command_line, commit_of, cpu_facts, machine_line
+from common import command_line, commit_of, cpu_facts, free_port, machine_line, start_serve
 from PIL import Image
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, threads: int, tree: Path | None = None) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    if tree is not None:  # glowflow from that source tree
-        env["PYTHONPATH"] = str(tree.resolve())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "glowflow", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/api/attributes")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                sys.exit(f"glowflow serve failed: {proc.stderr.read()}")
-            time.sleep(0.2)
-    proc.kill()
-    sys.exit("glowflow serve did not start in 120 s")
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -143,7 +112,7 @@ def figures(times: list[float]) -> dict[str, float]:
 def burst(args: argparse.Namespace) -> dict:
     files = huge_pngs(args.uploads, args.megapixels)
     port = free_port()
-    proc = start_server(port, args.threads, args.tree)
+    proc = start_serve(port, args.threads, args.tree)
     rec = Recorder()
     try:
         face = json.loads(rec.request(port, "setup", "POST", "/api/images", photo(),

@@ -17,46 +17,15 @@ import argparse
 import http.client
 import io
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import time
 import urllib.parse
 from pathlib import Path
 
 import numpy as np
-from common import command_line, commit_of, machine, machine_line
+from common import command_line, commit_of, free_port, machine, machine_line, start_serve
 from PIL import Image
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, threads: int, tree: Path | None = None) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    if tree is not None:  # glowflow from that source tree
-        env["PYTHONPATH"] = str(tree.resolve())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "glowflow", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/api/attributes")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                sys.exit(f"glowflow serve failed: {proc.stderr.read()}")
-            time.sleep(0.2)
-    sys.exit("glowflow serve did not start in 120 s")
 
 
 def upload(conn: http.client.HTTPConnection, gallery_png: bytes) -> str:
@@ -75,7 +44,7 @@ def play(args: argparse.Namespace, tree: Path | None) -> tuple[dict, list[float]
     """Start a server (glowflow from ``tree``, or the installed one), play the edits against
     it; the model it served and each edit's round trip in milliseconds."""
     port = free_port()
-    proc = start_server(port, args.threads, tree)
+    proc = start_serve(port, args.threads, tree)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/api/model")

@@ -217,3 +217,45 @@ def write_between_markers(readme: Path | str, name: str, text: str) -> None:
     start = old.index(begin) + len(begin)
     stop = old.index(end, start)
     readme.write_text(old[:start] + "\n" + text + "\n" + old[stop:])
+
+
+# ----------------------------------------------------------------------------- the explorer
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(port: int, threads: int, tree: Path | None = None) -> subprocess.Popen:
+    """``glowflow serve`` (the bundled celeba64) on loopback ``port`` with ``threads`` torch
+    threads, once it answers; glowflow from the source ``tree``, else the installed one.
+
+    The server runs in ``tree`` (or this process's folder): ``python -m`` puts its working
+    folder first on the import path, before ``PYTHONPATH``, so a server started from a
+    checkout would import that checkout's glowflow whatever ``tree`` says."""
+    import http.client
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree.resolve())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "glowflow", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=None if tree is None else tree.resolve(),
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/api/attributes")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"glowflow serve failed: {proc.stderr.read()}")
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit("glowflow serve did not start in 120 s")
