@@ -18,6 +18,7 @@ import re
 from importlib import resources
 from typing import Any, Callable
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -34,6 +35,9 @@ from glowflow.explorer.guard import Guard, Policy, Query
 from glowflow.explorer.openapi import openapi_document
 
 MAX_UPLOAD_BYTES = 10 * 2**20
+#: Uploads read and encoded at once (each waits for one of the explorer's decoders); the rest
+#: wait without a thread or their body, so edits and samples keep their worker threads.
+UPLOADS_AT_ONCE = 4
 _DRAIN_FACTOR = 16  # past this many times the limit, stop reading an oversized body
 _STATIC = {  # URL path -> (file in glowflow/explorer/static, content type)
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -215,8 +219,11 @@ async def sample_json(request: Request) -> Response:
 
 
 async def add_image(request: Request) -> Response:
-    data = await _uploaded_file(request, request.app.state.max_upload_bytes)
-    entry = await _run(_explorer(request).add_image, data)
+    # Uploads take turns here, on the event loop, before their bodies are read: however many
+    # arrive, at most UPLOADS_AT_ONCE bodies are in memory and worker threads left for edits.
+    async with request.app.state.uploads:
+        data = await _uploaded_file(request, request.app.state.max_upload_bytes)
+        entry = await _run(_explorer(request).add_image, data)
     return JSONResponse(entry.to_dict())
 
 
@@ -330,6 +337,7 @@ def create_app(
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=ERROR_HANDLERS)
     app.state.explorer = explorer
     app.state.max_upload_bytes = max_upload_bytes
+    app.state.uploads = anyio.CapacityLimiter(UPLOADS_AT_ONCE)
     app.state.static = static
     app.state.openapi = openapi_document(explorer, max_upload_bytes)
     return app

@@ -215,22 +215,93 @@ def _get(url: str, timeout: float = 20) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+class _LiveServer:
+    """The app of ``explorer`` served by uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, explorer) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(explorer), host="127.0.0.1", port=self.port,
+                                log_level="warning")  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def test_uploads_take_turns_without_taking_the_edits_threads(monkeypatch):
+    """However many uploads arrive, a bounded number is read and encoded at once; the rest
+    wait without a worker thread, so an edit still answers meanwhile."""
+    from glowflow.explorer import explorer as explorer_module
+    from glowflow.explorer.server import UPLOADS_AT_ONCE
+
+    explorer = tiny_explorer()
+    release, inside, most = threading.Event(), [0], [0]
+    lock = threading.Lock()
+    real = explorer_module.frame_upload
+
+    def slow_frame(*args):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        release.wait(60)
+        with lock:
+            inside[0] -= 1
+        return real(*args)
+
+    monkeypatch.setattr(explorer_module, "frame_upload", slow_frame)
+    real_add = explorer.add_image
+    adding = [0, 0]  # now, at most
+
+    def counted_add(data):
+        with lock:
+            adding[0] += 1
+            adding[1] = max(adding[1], adding[0])
+        try:
+            return real_add(data)
+        finally:
+            with lock:
+                adding[0] -= 1
+
+    monkeypatch.setattr(explorer, "add_image", counted_add)
+    answers: list = []
+
+    def upload(k: int) -> None:
+        body = png(np.roll(DIGIT, k))
+        req = urllib.request.Request(f"{live.url}/api/images", data=body, headers=IMAGE)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answers.append(r.status)
+
+    with _LiveServer(explorer) as live:
+        threads = [threading.Thread(target=upload, args=(k,)) for k in range(12)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # every upload has arrived; the first are decoding
+        assert _get(f"{live.url}/api/edit.png?image=g1&Odd=0.3")[0] == 200
+        assert adding[1] <= UPLOADS_AT_ONCE
+        release.set()
+        for t in threads:
+            t.join(60)
+    assert answers == [200] * 12 and adding[1] == UPLOADS_AT_ONCE
+
+
 def test_a_model_call_in_progress_stalls_no_request_for_what_is_held():
     """While a model call holds the explorer's lock, the page and a held upload still answer;
     the edit waiting for the lock answers once it is free."""
-    import uvicorn
-
     explorer = tiny_explorer()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port,
-                                           log_level="warning"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with _LiveServer(explorer) as live:
+        url = live.url
         req = urllib.request.Request(f"{url}/api/images", data=png(DIGIT), headers=IMAGE)
         upload = urllib.request.urlopen(req, timeout=30).read()
         image_id = __import__("json").loads(upload)["id"]
@@ -247,9 +318,6 @@ def test_a_model_call_in_progress_stalls_no_request_for_what_is_held():
             assert not waiting  # it did wait for the model
         edit.join(60)
         assert waiting and waiting[0][0] == 200
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def test_each_port_has_its_own_token_cookie(explorer):
