@@ -206,26 +206,30 @@ class GlowFlow(nn.Module):
         return latents, h, logdets
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor | None = None
+        self, x: torch.Tensor, y: torch.Tensor | None = None, check_labels: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x (B, C, H, W) -> (eps (B, D), logdet (B,))``; ``log p(x) = log N(eps) + logdet``."""
+        """``x (B, C, H, W) -> (eps (B, D), logdet (B,))``; ``log p(x) = log N(eps) + logdet``.
+
+        ``check_labels=False`` skips the check that every label is in range (which reads the
+        labels' values: a traced graph, such as an ONNX export's, has none to read)."""
         self._check_x(x)
-        self._check_y(y, x.shape[0], required=True)
+        self._check_y(y, x.shape[0], required=True, check_range=check_labels)
         latents, z_top, logdets = self._flow(x)
         eps_top, ld = self.top(z_top, y)
         latents.append(eps_top)
         return torch.cat([e.flatten(1) for e in latents], dim=1), sum(logdets) + ld
 
     def inverse(
-        self, eps: torch.Tensor, y: torch.Tensor | None = None
+        self, eps: torch.Tensor, y: torch.Tensor | None = None, check_labels: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``eps (B, D) -> (x (B, C, H, W), logdet (B,))``, the exact inverse of :meth:`forward`."""
+        """``eps (B, D) -> (x (B, C, H, W), logdet (B,))``, the exact inverse of :meth:`forward`
+        (``check_labels`` as there)."""
         d = self.config.num_dims
         if not torch.is_tensor(eps) or eps.dim() != 2 or eps.shape[1] != d:
             shape = tuple(eps.shape) if torch.is_tensor(eps) else type(eps).__name__
             raise ValueError(f"expected a latent of shape (B, {d}), got {shape}")
         b = eps.shape[0]
-        self._check_y(y, b, required=True)
+        self._check_y(y, b, required=True, check_range=check_labels)
         sizes = [c * h * w for c, h, w in self._latent_shapes]
         parts = [
             p.reshape(b, *shape) for p, shape in zip(eps.split(sizes, dim=1), self._latent_shapes)
