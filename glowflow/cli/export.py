@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--license", default="mit", help="the licence of the weights, for the card")
     p.add_argument("--notes", help="a paragraph for the card")
     p.add_argument("--push", metavar="USER/REPO", help="then upload to this Hub repository")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write encoder.onnx and decoder.onnx into OUT_DIR (the "
+                        "glowflow[onnx] extra)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
         info(f"{measured['test_bpd_iw']:.4f} importance-weighted over {args.test_samples} draws")
     if args.attributes:
         info(f"{len(measured['attributes'])} attribute directions from {args.attributes}")
+    if args.onnx:  # from the folder just written: the weights as they were exported
+        from glowflow.hub.load import load_model
+        from glowflow.hub.onnx_export import export_onnx
+
+        graphs = export_onnx(load_model(out).model, out)
+        info(f"wrote {', '.join(path.name for path in graphs.values())}")
     info(f"wrote {out}")
     if args.push:
         info(f"pushed to {push_to_hub(out, args.push)}")

@@ -149,3 +149,21 @@ def test_without_the_extra_the_export_says_how_to_get_it(monkeypatch, tmp_path):
     with pytest.raises(OnnxError, match=r"pip install 'glowflow\[onnx\]'"):
         export_onnx(tiny(), tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_glowflow_export_onnx_writes_the_graphs_beside_the_pretrained_files(tmp_path):
+    from conftest import main_in_process, make_run
+
+    run = tmp_path / "run"
+    _, ema = make_run(run)
+    r = main_in_process("export", run, tmp_path / "out", "--onnx")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").is_file() and "encoder.onnx, decoder.onnx" in r.stderr
+    decoder = ort.InferenceSession(str(out / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(0).standard_normal((3, ema.num_dims)).astype(np.float32)
+    images = decoder.run(None, {"z": z})[0]
+    with torch.no_grad():
+        want = postprocess(ema.float().inverse(torch.from_numpy(z))[0], ema.config.n_bits)
+    diff = np.abs(images.astype(int) - want.permute(0, 2, 3, 1).numpy().astype(int))
+    assert diff.max() <= 2 ** (8 - ema.config.n_bits)  # the run's EMA weights, as exported
