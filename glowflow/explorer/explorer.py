@@ -187,12 +187,13 @@ class Explorer:
             ExplorerError: for text that is no image id (``g`` and a number, or 16 hex digits).
             UnknownImage: for an id not held.
         """
-        if not (_GALLERY_ID.fullmatch(image_id) or _UPLOAD_ID.fullmatch(image_id)):
+        gallery = _GALLERY_ID.fullmatch(image_id)
+        if not (gallery or _UPLOAD_ID.fullmatch(image_id)):
             raise ExplorerError(
                 f"an image id is g and a number (a gallery image) or 16 hex digits (an upload), "
                 f"got {image_id[:40]!r}"
             )
-        if _GALLERY_ID.fullmatch(image_id):
+        if gallery:
             k = int(image_id[1:])
             if k < len(self.gallery) and image_id == f"g{k}":
                 return self.gallery[k]

@@ -67,9 +67,9 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def _query(request: Request) -> Query:
-    """The request's query, as the guard parsed it (parsed here where no guard runs)."""
-    query = request.scope.get("glowflow.query")
-    return query if query is not None else Query.parse(request.scope.get("query_string", b""))
+    """The request's query, as the guard in front of every route (:func:`create_app`) parsed
+    it."""
+    return request.scope["glowflow.query"]
 
 
 def _one(request: Request, name: str, required: bool = True) -> str | None:
