@@ -3,6 +3,7 @@
 from glowflow.config import PRESETS, GlowConfig, preset
 from glowflow.hub import LoadedModel, checkpoint, load_model
 from glowflow.hub.model import Glow
+from glowflow.hub.onnx_export import export_onnx
 from glowflow.nn.actnorm import ActNorm
 from glowflow.nn.coupling import AdditiveCoupling, AffineCoupling, CouplingNet, ZeroConv2d
 from glowflow.nn.flowstep import FlowStep
@@ -35,6 +36,7 @@ __all__ = [
     "__version__",
     "bits_per_dim",
     "checkpoint",
+    "export_onnx",
     "load_model",
     "postprocess",
     "preprocess",

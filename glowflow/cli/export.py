@@ -1,11 +1,18 @@
-"""``glowflow export``: a run folder -> a pretrained folder (the Hub's layout, a model card)."""
+"""``glowflow export``: a run folder -> a pretrained folder (the Hub's layout, a model card);
+any model -> ONNX graphs beside its pretrained files."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from glowflow.cli.common import info, positive_int, read_text
+from glowflow.errors import GlowflowError
+from glowflow.hub.checkpoint import is_checkpoint
+from glowflow.hub.hubname import is_hub_name
 from glowflow.hub.names import push_to_hub
+from glowflow.hub.pretrained import HUB_FILES, check_folder
 from glowflow.progress import progress_bar
 from glowflow.train.export import export_with_figures
 
@@ -14,12 +21,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="turn a run folder into a pretrained folder",
-        description="Write RUN_DIR's EMA weights as OUT_DIR/model.safetensors with config.json "
+        description="Write a run's EMA weights as OUT_DIR/model.safetensors with config.json "
         "and a model card (README.md), the layout the Hugging Face Hub uses. Optionally measure "
-        "bits/dim on held-out images for the card, ship attribute directions, and push.",
+        "bits/dim on held-out images for the card, ship attribute directions, and push. With "
+        "--onnx, MODEL may also be a bundled model's name, a pretrained folder or hf:user/repo: "
+        "its pretrained files are copied into OUT_DIR and the ONNX graphs written beside them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by glowflow train")
+    p.add_argument("model", metavar="MODEL", help="a folder written by glowflow train (or, "
+                   "with --onnx, any model --checkpoint takes)")  # fmt: skip
     p.add_argument("out_dir", metavar="OUT_DIR", help="the pretrained folder to write")
     p.add_argument(
         "--dtype",
@@ -59,11 +69,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--notes", help="a paragraph for the card")
     p.add_argument("--push", metavar="USER/REPO", help="then upload to this Hub repository")
     p.add_argument("--onnx", action="store_true",
-                   help="also write encoder.onnx and decoder.onnx into OUT_DIR (the "
-                        "glowflow[onnx] extra)")  # fmt: skip
+                   help="also write encoder.onnx, decoder.onnx and the attribute directions "
+                        "as directions.npz into OUT_DIR (the glowflow[onnx] extra)")  # fmt: skip
+
+
+#: The options that describe a run's export, with their defaults: a pretrained model has its
+#: card and weights already.
+RUN_ONLY = {"dtype": "float32", "heldout": None, "test": None, "test_description": None,
+            "test_samples": 1, "comparison": None, "attributes": None, "name": None,
+            "data_description": None, "heldout_description": None, "data_license": None,
+            "license": "mit", "notes": None, "push": None}  # fmt: skip
+
+
+def _export_model_onnx(args: argparse.Namespace) -> int:
+    """A model that is not a run: its pretrained files into OUT_DIR, the graphs beside them."""
+    given = [k for k, default in RUN_ONLY.items() if getattr(args, k) != default]
+    if not args.onnx or given:
+        what = f"--{given[0].replace('_', '-')}" if given else "a pretrained folder"
+        raise GlowflowError(
+            f"{args.model} is not a run folder (with checkpoint.pt), and {what} is written from "
+            f"a run; pass a folder of glowflow train, or export a model to ONNX with --onnx alone"
+        )
+    from glowflow.hub.load import load_model
+    from glowflow.hub.onnx_export import export_onnx
+
+    loaded = load_model(args.model)
+    out = Path(args.out_dir).expanduser()
+    source = loaded.pretrained_dir
+    if source is not None and (not out.exists() or out.resolve() != source.resolve()):
+        check_folder(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in HUB_FILES:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, out / name)
+    graphs = export_onnx(loaded, out)
+    info(f"wrote {', '.join(path.name for path in graphs.values())} into {out}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_hub_name(args.model) or not is_checkpoint(Path(args.model).expanduser()):
+        return _export_model_onnx(args)
     card = {"license": args.license}
     for key in ("name", "data_license", "notes"):
         if getattr(args, key):
@@ -75,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if args.comparison:
         card["comparison"] = read_text(args.comparison, "--comparison").strip()
     out, measured = export_with_figures(
-        args.run_dir, args.out_dir, dtype=args.dtype, card=card, heldout=args.heldout,
+        args.model, args.out_dir, dtype=args.dtype, card=card, heldout=args.heldout,
         heldout_description=args.heldout_description, test=args.test,
         test_description=args.test_description, test_samples=args.test_samples,
         attributes_from=args.attributes, progress=progress_bar,
@@ -92,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         from glowflow.hub.load import load_model
         from glowflow.hub.onnx_export import export_onnx
 
-        graphs = export_onnx(load_model(out).model, out)
+        graphs = export_onnx(load_model(out), out)
         info(f"wrote {', '.join(path.name for path in graphs.values())}")
     info(f"wrote {out}")
     if args.push:

@@ -15,19 +15,31 @@ stored as constants (float32). Everything else is the model's own code, traced b
   temperature ``T`` is decoding ``T`` times a standard normal draw.
 
 The batch is dynamic; each file's metadata holds the model's ``n_bits``, ``image_shape``
-(``C,H,W``), ``num_dims`` and ``num_classes``.
+(``C,H,W``), ``num_dims`` and ``num_classes``. Beside them, ``directions.npz`` holds the
+model's attribute directions where it ships any: ``names`` (``A`` strings) and ``directions``
+float32 ``[A, D]``, in the latent ``z`` of the encoder; moving a face along one is decoding
+``z + alpha * directions[k]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import logging
+import os
+import warnings
 from pathlib import Path
+from typing import Any, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from glowflow.errors import GlowflowError
+from glowflow.files import atomic_write_bytes
+from glowflow.hub.load import LoadedModel, load_model
 from glowflow.nn.invconv import InvConv1x1, InvConv1x1LU
 from glowflow.nn.model import GlowFlow
 from glowflow.nn.objective import bits_per_dim, postprocess, preprocess
@@ -37,6 +49,7 @@ OPSET = 18
 ONNX_EXTRA = "pip install 'glowflow[onnx]'"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+DIRECTIONS_FILE = "directions.npz"
 
 
 class OnnxError(GlowflowError):
@@ -111,11 +124,49 @@ def _metadata(flow: GlowFlow) -> dict[str, str]:
             "producer": f"glowflow {__version__}"}  # fmt: skip
 
 
-def export_onnx(model: GlowFlow, out_dir: str | Path, opset: int = OPSET) -> dict[str, Path]:
-    """Write ``encoder.onnx`` and ``decoder.onnx`` of ``model`` into ``out_dir``.
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's notes on what it skipped (torchvision's operators, renamed axes) are of
+    no use to whoever exports a Glow: keep them off the terminal."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def directions_npz(directions: dict[str, Any]) -> bytes:
+    """The bytes of ``directions.npz``: ``names`` and float32 ``directions`` ``[A, D]`` from
+    attribute directions as :func:`glowflow.hub.pretrained.load_attributes` returns them."""
+    buffer = io.BytesIO()
+    vectors = torch.as_tensor(directions["directions"]).detach().float().cpu().numpy()
+    np.savez(buffer, names=np.array(directions["names"], dtype=str), directions=vectors)
+    return buffer.getvalue()
+
+
+def export_onnx(
+    model: Union[GlowFlow, LoadedModel, str, os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    directions: dict[str, Any] | None = None,
+    opset: int = OPSET,
+) -> dict[str, Path]:
+    """Write ``encoder.onnx`` and ``decoder.onnx`` of ``model`` into ``out_dir``, and
+    ``directions.npz`` where there are attribute directions.
+
+    Args:
+        model: a model; or any name :func:`glowflow.load_model` takes (a bundled model, a
+            pretrained folder, ``hf:user/repo``, a run folder), or what it returned, whose
+            shipped attribute directions come along unless ``directions`` is given.
+        directions: ``{"names": [A], "directions": (A, D)}`` to write as ``directions.npz``.
+        opset: the ONNX opset the graphs are pinned to.
 
     Returns:
-        ``{"encoder": path, "decoder": path}``.
+        ``{"encoder": path, "decoder": path}``, and ``"directions": path`` where written.
 
     Raises:
         OnnxError: without the ``glowflow[onnx]`` extra.
@@ -124,6 +175,10 @@ def export_onnx(model: GlowFlow, out_dir: str | Path, opset: int = OPSET) -> dic
         import onnx
     except ImportError:
         raise OnnxError(f"exporting to ONNX needs the onnx extra: {ONNX_EXTRA}") from None
+    if not isinstance(model, nn.Module):
+        loaded = model if isinstance(model, LoadedModel) else load_model(model)
+        model = loaded.model
+        directions = directions if directions is not None else loaded.shipped_directions()
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     flow = frozen_copy(model)
@@ -144,7 +199,7 @@ def export_onnx(model: GlowFlow, out_dir: str | Path, opset: int = OPSET) -> dic
     for name, (module, args, inputs, outputs) in graphs.items():
         path = out / f"{name}.onnx"
         shapes = tuple({0: batch} for _ in args)
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(
                 module, args, dynamo=True, opset_version=opset, input_names=inputs,
                 output_names=outputs, dynamic_shapes=shapes, verbose=False,
@@ -154,6 +209,9 @@ def export_onnx(model: GlowFlow, out_dir: str | Path, opset: int = OPSET) -> dic
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)
-        onnx.save(proto, str(path))
+        atomic_write_bytes(path, proto.SerializeToString())
         paths[name] = path
+    if directions is not None:
+        paths["directions"] = out / DIRECTIONS_FILE
+        atomic_write_bytes(paths["directions"], directions_npz(directions))
     return paths

@@ -4,6 +4,7 @@ no matrix inverse or determinant in them, exact round trips at the model's bit d
 from __future__ import annotations
 
 import builtins
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,17 +170,41 @@ def test_glowflow_export_onnx_writes_the_graphs_beside_the_pretrained_files(tmp_
     assert diff.max() <= 2 ** (8 - ema.config.n_bits)  # the run's EMA weights, as exported
 
 
+@pytest.fixture(scope="module")
+def bundled_export(tmp_path_factory):
+    """``glowflow export NAME OUT --onnx`` of each bundled model, once a module."""
+    from conftest import main_in_process
+
+    made = {}
+
+    def export(name: str) -> Path:
+        if name not in made:
+            out = tmp_path_factory.mktemp(f"{name}-onnx")
+            r = main_in_process("export", name, out, "--onnx")
+            assert r.returncode == 0, r.stderr
+            assert "warning" not in r.stderr, r.stderr  # the exporter's notes stay quiet
+            made[name] = out
+        return made[name]
+
+    return export
+
+
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "celeba64"])
-def test_every_bundled_model_runs_in_onnx_runtime_as_in_pytorch(name, tmp_path):
-    """The held-out images each bundled model ships (its gallery), at the centre of their bins
-    and with a random draw: bits/dim within 1e-4 of PyTorch's, and back to the images."""
+def test_every_bundled_model_runs_in_onnx_runtime_as_in_pytorch(name, bundled_export):
+    """``glowflow export NAME --onnx`` of each bundled model: beside copies of its pretrained
+    files, graphs that give, on the held-out images it ships (its gallery), at the centre of
+    their bins and with a random draw, bits/dim within 1e-4 of PyTorch's, and the images back."""
     from glowflow.hub.gallery import load_gallery
     from glowflow.hub.load import load_model
+    from glowflow.hub.pretrained import HUB_FILES
 
     loaded = load_model(name)
+    out = bundled_export(name)
+    for file in HUB_FILES:
+        source = loaded.pretrained_dir / file
+        assert not source.exists() or (out / file).read_bytes() == source.read_bytes(), file
     model = loaded.model.float()
-    paths = export_onnx(model, tmp_path)
-    enc, dec = (ort.InferenceSession(str(paths[k]), providers=["CPUExecutionProvider"])
+    enc, dec = (ort.InferenceSession(str(out / f"{k}.onnx"), providers=["CPUExecutionProvider"])
                 for k in ("encoder", "decoder"))  # fmt: skip
     gallery = load_gallery(loaded.pretrained_dir)
     images = gallery.images[:8]
@@ -203,3 +228,85 @@ def test_every_bundled_model_runs_in_onnx_runtime_as_in_pytorch(name, tmp_path):
         back = dec.run(None, {"z": z, **({"label": labels} if labels is not None else {})})[0]
         inside = np.abs(noise - 0.5) < 0.499
         assert np.array_equal(back[inside], ((feed["images"] >> drop) << drop)[inside]), name
+
+
+def test_the_directions_file_holds_the_shipped_directions(bundled_export):
+    from glowflow.hub.load import load_model
+
+    shipped = load_model("celeba64").shipped_directions()
+    saved = np.load(bundled_export("celeba64") / "directions.npz")
+    assert list(saved["names"]) == shipped["names"]
+    assert saved["directions"].dtype == np.float32
+    assert np.array_equal(saved["directions"], shipped["directions"].numpy())
+    assert not (bundled_export("mnist") / "directions.npz").exists()  # it ships none
+
+
+HIDE_TORCH = """
+import importlib.abc, runpy, sys
+
+class Hidden(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "glowflow"):
+            raise ImportError(f"{name} is hidden from this script")
+        return None
+
+sys.meta_path.insert(0, Hidden())
+runpy.run_path(sys.argv[1], run_name="__main__")
+assert not any(m.split(".")[0] in ("torch", "glowflow") for m in sys.modules)
+"""
+
+
+def readme_block(marker: str) -> str:
+    """The README's Python block that starts with the line ``marker``."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index(f"```python\n{marker}\n") + len("```python\n")
+    return readme[start : readme.index("```", start)]
+
+
+def test_the_readmes_torch_free_script_smiles_a_face_with_onnxruntime_alone(
+    bundled_export, tmp_path
+):
+    """The README's script, run as written with torch and glowflow unimportable, on a held-out
+    face: it prints the face's bits/dim and saves the face less smiling, as it is (exactly, at
+    the model's 5 bits) and more smiling, as PyTorch's own edit gives them."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from glowflow.hub.gallery import load_gallery
+    from glowflow.hub.load import load_model
+    from glowflow.latent.latents import manipulate_images
+
+    loaded = load_model("celeba64")
+    face = load_gallery(loaded.pretrained_dir).images[:1]
+    (tmp_path / "celeba64-onnx").symlink_to(bundled_export("celeba64"))
+    Image.fromarray(face[0].permute(1, 2, 0).numpy()).save(tmp_path / "face.png")
+    marker = '# torch-free: move a face along the "Smiling" direction with ONNX Runtime'
+    (tmp_path / "script.py").write_text(readme_block(marker))
+    (tmp_path / "hide.py").write_text(HIDE_TORCH)
+    r = subprocess.run([sys.executable, "hide.py", "script.py"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    model = loaded.model.float()
+    with torch.no_grad():
+        bpd = model.bits_per_dim(preprocess(face, 5, dequantize=False)).item()
+    assert r.stdout.strip() == f"{bpd:.3f} bits/dim"
+    row = np.asarray(Image.open(tmp_path / "smiling.png"))
+    panels = np.split(row, 3, axis=1)
+    assert np.array_equal(panels[1], (face[0].permute(1, 2, 0).numpy() >> 3) << 3)
+    smiling = loaded.shipped_directions()["directions"][
+        loaded.shipped_directions()["names"].index("Smiling")]  # fmt: skip
+    want = manipulate_images(model, face, smiling, [-1.0, 0.0, 1.0])[0]  # (3, C, H, W)
+    for got, expected in zip(panels, want):
+        diff = np.abs(got.astype(int) - expected.permute(1, 2, 0).numpy().astype(int))
+        assert diff.max() <= 8 and (diff > 0).mean() < 0.01  # one 5-bit bin, rarely
+
+
+@pytest.mark.parametrize("extra", [[], ["--onnx", "--heldout", "npz:x.npz"]])
+def test_a_model_that_is_not_a_run_exports_to_onnx_alone(extra, tmp_path):
+    from conftest import assert_one_line_error, main_in_process
+
+    r = main_in_process("export", "mnist", tmp_path / "out", *extra)
+    assert_one_line_error(r, "mnist is not a run folder", "--onnx alone")
+    assert not (tmp_path / "out").exists()
