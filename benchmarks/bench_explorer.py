@@ -5,10 +5,13 @@ Starts ``glowflow serve`` (the bundled celeba64 model, 64x64) in its own process
 move changes one attribute's amount on a gallery face or an uploaded photo and waits for the
 whole PNG of ``/api/edit.png``. Prints the machine, a table of p50/p95/max in milliseconds, and
 a JSON line, which ``--out`` also writes. ``--trees`` serves glowflow from several source trees
-(``PYTHONPATH``), ``--repeats`` servers each, in turns, and reports each tree's medians:
+(``PYTHONPATH``), and ``--runtimes`` with each ``glowflow serve --runtime``, ``--repeats``
+servers each, in turns, and reports each one's medians:
 
     python benchmarks/bench_explorer.py --edits 100 --trees .,/tmp/glowflow-old --repeats 5 \
         --out benchmarks/results/explorer.json
+    python benchmarks/bench_explorer.py --edits 100 --runtimes torch,onnx --repeats 5 \
+        --out benchmarks/results/explorer_runtimes.json
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ def upload(conn: http.client.HTTPConnection, gallery_png: bytes) -> str:
     return json.loads(r.read())["id"]
 
 
-def play(args: argparse.Namespace, tree: Path | None) -> tuple[dict, list[float]]:
-    """Start a server (glowflow from ``tree``, or the installed one), play the edits against
-    it; the model it served and each edit's round trip in milliseconds."""
+def play(
+    args: argparse.Namespace, tree: Path | None, runtime: str | None = None
+) -> tuple[dict, list[float]]:
+    """Start a server (glowflow from ``tree``, or the installed one; with ``--runtime
+    runtime`` where given), play the edits against it; the model it served and each edit's
+    round trip in milliseconds."""
     port = free_port()
-    proc = start_serve(port, args.threads, tree)
+    proc = start_serve(port, args.threads, tree, ["--runtime", runtime] if runtime else [])
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/api/model")
@@ -94,16 +100,24 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trees", help="comma list of glowflow source trees to serve from, in "
                    "turns (default: the installed glowflow)")  # fmt: skip
+    p.add_argument("--runtimes", help="comma list of glowflow serve --runtime choices to "
+                   "serve with, in turns (default: the server's own choice)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=1, help="servers per tree, in turns")
     p.add_argument("--out", help="also write the JSON record here")
     args = p.parse_args()
 
     trees = [Path(t) for t in args.trees.split(",")] if args.trees else [None]
-    runs: dict[str, list[dict]] = {str(t or "installed"): [] for t in trees}
+    runtimes = args.runtimes.split(",") if args.runtimes else [None]
+
+    def name(tree: Path | None, runtime: str | None) -> str:
+        return str(tree or "installed") + (f" --runtime {runtime}" if runtime else "")
+
+    runs: dict[str, list[dict]] = {name(t, r): [] for t in trees for r in runtimes}
     for _ in range(args.repeats):
         for tree in trees:
-            model, times = play(args, tree)
-            runs[str(tree or "installed")].append(figures(times))
+            for runtime in runtimes:
+                model, times = play(args, tree, runtime)
+                runs[name(tree, runtime)].append(figures(times))
     by_tree = {
         t: {k: round(float(np.median([r[k] for r in rs])), 1) for k in rs[0]}
         for t, rs in runs.items()
@@ -113,15 +127,16 @@ def main() -> None:
         "model": model["checkpoint"], "image_shape": model["image_shape"],
         "edits": args.edits, "warmup": args.warmup, "server_threads": args.threads,
         **next(iter(by_tree.values())),  # the first tree's medians
-        "trees": {t: {"commit": commit_of(Path(t)) if t != "installed" else None, **f,
+        "trees": {t: {"commit": commit_of(Path(t.split(" --")[0]))
+                      if not t.startswith("installed") else None, **f,
                       "runs": runs[t]} for t, f in by_tree.items()},
         "machine": machine(), "command": command_line(),
     }  # fmt: skip
     print(f"{machine_line(record['machine'])}, server threads {args.threads}; medians of "
           f"{args.repeats} server(s) per tree")  # fmt: skip
-    print(f"{'tree':<24} {'edits':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+    print(f"{'server':<34} {'edits':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
     for t, f in by_tree.items():
-        print(f"{t[-24:]:<24} {args.edits:>5} {f['p50_ms']:>7} {f['p95_ms']:>7} {f['max_ms']:>7}")
+        print(f"{t[-34:]:<34} {args.edits:>5} {f['p50_ms']:>7} {f['p95_ms']:>7} {f['max_ms']:>7}")
     print(json.dumps(record))
     if args.out:
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")

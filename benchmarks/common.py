@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 # the CPU features that decide how fast torch's kernels are, where /proc/cpuinfo lists them
@@ -229,9 +229,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_serve(port: int, threads: int, tree: Path | None = None) -> subprocess.Popen:
+def start_serve(
+    port: int, threads: int, tree: Path | None = None, options: Sequence[str] = ()
+) -> subprocess.Popen:
     """``glowflow serve`` (the bundled celeba64) on loopback ``port`` with ``threads`` torch
-    threads, once it answers; glowflow from the source ``tree``, else the installed one.
+    threads and the further ``options``, once it answers (within 5 minutes: a first
+    ``--runtime onnx`` exports the model); glowflow from the source ``tree``, else the
+    installed one.
 
     The server runs in ``tree`` (or this process's folder): ``python -m`` puts its working
     folder first on the import path, before ``PYTHONPATH``, so a server started from a
@@ -242,11 +246,11 @@ def start_serve(port: int, threads: int, tree: Path | None = None) -> subprocess
     if tree is not None:
         env["PYTHONPATH"] = str(tree.resolve())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "glowflow", "serve", "--port", str(port)],
+        [sys.executable, "-m", "glowflow", "serve", "--port", str(port), *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
         cwd=None if tree is None else tree.resolve(),
     )  # fmt: skip
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -258,4 +262,4 @@ def start_serve(port: int, threads: int, tree: Path | None = None) -> subprocess
                 sys.exit(f"glowflow serve failed: {proc.stderr.read()}")
             time.sleep(0.2)
     proc.kill()
-    sys.exit("glowflow serve did not start in 120 s")
+    sys.exit("glowflow serve did not start in 300 s")

@@ -11,6 +11,7 @@ from glowflow.data.datasets import KINDS
 from glowflow.data.imagedata import ImageData
 from glowflow.explorer.checks import FRAMINGS, ExplorerError
 from glowflow.explorer.explorer import Explorer
+from glowflow.explorer.runtime import choose_runtime
 from glowflow.hub.gallery import Gallery, load_gallery
 from glowflow.hub.load import LoadedModel
 from glowflow.latent.attributes import dataset_directions
@@ -68,6 +69,8 @@ def build_explorer(
     gallery_size: int = 24,
     framing: str = "auto",
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    runtime: str = "torch",
+    say: Callable[[str], None] = print,
 ) -> Explorer:
     """The explorer of ``loaded``, with what it ships or what ``data`` gives.
 
@@ -84,6 +87,9 @@ def build_explorer(
         dataset: the spec ``data`` was loaded from (default ``data.name``, which
             :func:`glowflow.data.datasets.load_dataset` sets to it).
         framing: one of :data:`glowflow.explorer.checks.FRAMINGS`.
+        runtime: one of :data:`glowflow.explorer.runtime.RUNTIMES`, chosen by
+            :func:`glowflow.explorer.runtime.choose_runtime` (which tells ``say`` of a one-time
+            export).
 
     Raises:
         ExplorerError: for an unknown ``framing``.
@@ -113,4 +119,5 @@ def build_explorer(
         loaded.model, directions, gallery, checkpoint=shown(loaded.name), gallery_words=public,
         direction_words=[shown(w) for w in direction_words], class_names=loaded.class_names,
         faces=faces, name=shown(loaded.name),
+        runtime=choose_runtime(loaded.model, runtime, folder, say),
     )  # fmt: skip

@@ -12,10 +12,9 @@ from PIL import Image
 
 from glowflow.explorer.checks import ExplorerError
 from glowflow.explorer.faces import Framing
+from glowflow.explorer.runtime import Runtime
 from glowflow.hub.gallery import Gallery
-from glowflow.latent.latents import decode_latents, encode_images, reconstruction_errors
-from glowflow.nn.model import GlowFlow
-from glowflow.nn.objective import preprocess
+from glowflow.latent.latents import reconstruction_errors
 
 
 @dataclass
@@ -71,45 +70,19 @@ def png_bytes(image: torch.Tensor) -> bytes:
     return out.getvalue()
 
 
-def _params(model: GlowFlow) -> tuple[torch.device, torch.dtype]:
-    p = next(model.parameters())
-    return p.device, p.dtype
-
-
-@torch.no_grad()
-def bits_per_dim(model: GlowFlow, images: torch.Tensor) -> torch.Tensor:
-    """Bits/dim ``(N,)`` of uint8 images, each at the centre of its pixel bins (a
-    class-conditional model's marginal over classes)."""
-    device, dtype = _params(model)
-    x = preprocess(images, model.config.n_bits, dequantize=False, dtype=dtype)
-    return model.bits_per_dim(x.to(device)).double().cpu()
-
-
-@torch.no_grad()
-def guess_labels(model: GlowFlow, images: torch.Tensor) -> torch.Tensor | None:
-    """The most likely class of each image, ``argmax_y p(x | y)``, or None (unconditional)."""
-    k = model.config.num_classes
-    if k is None:
-        return None
-    device, dtype = _params(model)
-    x = preprocess(images, model.config.n_bits, dequantize=False, dtype=dtype).to(device)
-    logps = [model.log_prob(x, torch.full((len(x),), c, device=device)) for c in range(k)]
-    return torch.stack(logps, 1).argmax(1).cpu()
-
-
 @torch.no_grad()
 def encode_entries(
-    model: GlowFlow, images: torch.Tensor, labels: torch.Tensor | None, ids: Sequence[str],
+    runtime: Runtime, images: torch.Tensor, labels: torch.Tensor | None, ids: Sequence[str],
     names: Sequence[str], framings: Sequence[Framing], sizes: Sequence[tuple[int, int]],
 ) -> list[Entry]:  # fmt: skip
     """An entry per uint8 image ``(N, C, H, W)``: its latent, bits/dim and reconstruction error.
     A class-conditional model's images without ``labels`` take their likeliest class."""
-    if model.config.num_classes is not None and labels is None:
-        labels = guess_labels(model, images)
-    eps = encode_images(model, images, labels)
-    back = decode_latents(model, eps, labels)
-    errors = reconstruction_errors(images, back, model.config.n_bits).tolist()
-    bpd = bits_per_dim(model, images).tolist()
+    if runtime.config.num_classes is not None and labels is None:
+        labels = runtime.guess_labels(images)
+    eps = runtime.encode(images, labels)
+    back, _ = runtime.decode(eps, labels)
+    errors = reconstruction_errors(images, back, runtime.config.n_bits).tolist()
+    bpd = runtime.bits_per_dim(images).tolist()
     return [
         Entry(ids[i], names[i], images[i], eps[i], None if labels is None else int(labels[i]),
               bpd[i], int(errors[i]), framings[i], sizes[i])
@@ -117,13 +90,13 @@ def encode_entries(
     ]  # fmt: skip
 
 
-def gallery_entries(model: GlowFlow, gallery: Gallery, batch: int = 32) -> list[Entry]:
+def gallery_entries(runtime: Runtime, gallery: Gallery, batch: int = 32) -> list[Entry]:
     """The gallery's images as entries ``g0``, ``g1``, ..., encoded ``batch`` at a time.
 
     Raises:
         ExplorerError: for a gallery whose images are not of the model's shape.
     """
-    shape, want = tuple(gallery.images.shape[1:]), tuple(model.config.image_shape)
+    shape, want = tuple(gallery.images.shape[1:]), tuple(runtime.config.image_shape)
     if shape != want:
         raise ExplorerError(
             f"the gallery {gallery.spec} holds images {shape}, the model takes "
@@ -131,14 +104,14 @@ def gallery_entries(model: GlowFlow, gallery: Gallery, batch: int = 32) -> list[
         )
     _, h, w = want
     whole = Framing("as given", (0.0, 0.0, float(w), float(h)), None)
-    conditional = model.config.num_classes is not None and gallery.labels is not None
+    conditional = runtime.config.num_classes is not None and gallery.labels is not None
     n, entries = len(gallery.images), []
     for s in range(0, n, batch):
         part = slice(s, min(n, s + batch))
         images = gallery.images[part]
         labels = gallery.labels[part] if conditional else None
         ids = [f"g{i}" for i in range(part.start, part.stop)]
-        found = encode_entries(model, images, labels, ids, gallery.names[part],
+        found = encode_entries(runtime, images, labels, ids, gallery.names[part],
                                [whole] * len(images), [(w, h)] * len(images))  # fmt: skip
         for i, e in enumerate(found):
             e.gallery_index = part.start + i

@@ -36,18 +36,12 @@ from glowflow.explorer.checks import (
     check_range,
 )
 from glowflow.explorer.commands import Commands
-from glowflow.explorer.entries import (
-    Entry,
-    Picture,
-    bits_per_dim,
-    encode_entries,
-    gallery_entries,
-    png_bytes,
-)
+from glowflow.explorer.entries import Entry, Picture, encode_entries, gallery_entries, png_bytes
 from glowflow.explorer.faces import frame_upload
 from glowflow.explorer.lru import LRU
+from glowflow.explorer.runtime import Runtime, TorchRuntime
 from glowflow.hub.gallery import Gallery
-from glowflow.latent.latents import decode_with_overflow, level_slices, mix_levels, seed_latents
+from glowflow.latent.latents import level_slices, mix_levels, seed_latents
 from glowflow.nn.model import GlowFlow
 
 # The names this module has always offered, wherever they are defined now.
@@ -83,6 +77,8 @@ class Explorer:
         faces: frame uploads around a detected face (a face model), else centre-crop them.
         capacity: uploads held at once; the least recently used one is dropped beyond it.
         name: the model's name to show.
+        runtime: what runs the model's encodes and decodes (default: PyTorch, the model
+            itself; :class:`glowflow.explorer.runtime.OnnxRuntime` for its ONNX graphs).
     """
 
     def __init__(
@@ -97,8 +93,10 @@ class Explorer:
         faces: bool = False,
         capacity: int = 256,
         name: str | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.model = model.eval()
+        self.runtime = runtime if runtime is not None else TorchRuntime(model)
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.config = model.config
@@ -125,19 +123,21 @@ class Explorer:
         self._uploads: LRU[str, Entry] = LRU(capacity)
         self._renders: LRU[tuple, Picture] = LRU(RENDERS_HELD)
         self.gallery_note = gallery.note if gallery else None
-        self.gallery: list[Entry] = gallery_entries(model, gallery) if gallery is not None else []
+        self.gallery: list[Entry] = (
+            gallery_entries(self.runtime, gallery) if gallery is not None else []
+        )
 
     # ------------------------------------------------------------------------- model calls
     def _picture(self, eps: torch.Tensor, label: int | None) -> Picture:
         """One latent ``(D,)`` decoded; an overflow is noted on the picture, not warned about."""
         y = None if label is None else torch.tensor([label])
-        images, overflow = decode_with_overflow(self.model, eps[None], y)
+        images, overflow = self.runtime.decode(eps[None], y)
         return Picture(images[0].cpu(), bool(overflow[0]))
 
     def bits_per_dim(self, images: torch.Tensor) -> torch.Tensor:
         """Bits/dim ``(N,)`` of uint8 images, each at the centre of its pixel bins (a
         class-conditional model's marginal over classes)."""
-        return bits_per_dim(self.model, images)
+        return self.runtime.bits_per_dim(images)
 
     def picture_bpd(self, image: torch.Tensor) -> float:
         """Bits/dim of one uint8 picture ``(C, H, W)``, to 4 decimals."""
@@ -175,7 +175,7 @@ class Explorer:
         array, framing, size = decoding.result()
         image = torch.from_numpy(array)[None]  # (1, C, H, W)
         with self.lock:
-            entry = encode_entries(self.model, image, None, [image_id], ["upload"], [framing],
+            entry = encode_entries(self.runtime, image, None, [image_id], ["upload"], [framing],
                                    [size])[0]  # fmt: skip
         self._uploads.put(image_id, entry)
         return entry

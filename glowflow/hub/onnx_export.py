@@ -11,11 +11,13 @@ stored as constants (float32). Everything else is the model's own code, traced b
   ``[0, 1)`` (0.5 everywhere is the centre of each pixel's bin), and ``label`` int64 ``[B]`` for
   a class-conditional model -> ``z`` float32 ``[B, D]`` (what :meth:`GlowFlow.encode` returns)
   and ``bpd`` float32 ``[B]``.
-- ``decoder.onnx``: ``z`` (and ``label``) -> ``images`` uint8 ``[B, H, W, C]``. Sampling at a
-  temperature ``T`` is decoding ``T`` times a standard normal draw.
+- ``decoder.onnx``: ``z`` (and ``label``) -> ``images`` uint8 ``[B, H, W, C]``, and
+  ``overflow`` bool ``[B]``: which images decoded to inf or NaN somewhere (drawn black or
+  saturated). Sampling at a temperature ``T`` is decoding ``T`` times a standard normal draw.
 
 The batch is dynamic; each file's metadata holds the model's ``n_bits``, ``image_shape``
-(``C,H,W``), ``num_dims`` and ``num_classes``. Beside them, ``directions.npz`` holds the
+(``C,H,W``), ``num_dims``, ``num_classes`` and ``weights_sha256`` (:func:`weights_digest`: which
+weights the graphs were made from). Beside them, ``directions.npz`` holds the
 model's attribute directions where it ships any: ``names`` (``A`` strings) and ``directions``
 float32 ``[A, D]``, in the latent ``z`` of the encoder; moving a face along one is decoding
 ``z + alpha * directions[k]``.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import logging
 import os
@@ -104,23 +107,39 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """``(z [B,D][, label [B]]) -> images uint8 [B,H,W,C]``."""
+    """``(z [B,D][, label [B]]) -> (images uint8 [B,H,W,C], overflow bool [B])``: whether an
+    image decoded to inf or NaN somewhere (a latent far from what the model learned; those
+    pixels come out black or saturated)."""
 
     def __init__(self, flow: GlowFlow) -> None:
         super().__init__()
         self.flow = flow
 
-    def forward(self, z: torch.Tensor, label=None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, label=None) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.flow.inverse(z, label, check_labels=False)[0]
-        return postprocess(x, self.flow.config.n_bits).permute(0, 2, 3, 1)
+        overflow = ~torch.isfinite(x).flatten(1).all(1)
+        return postprocess(x, self.flow.config.n_bits).permute(0, 2, 3, 1), overflow
 
 
-def _metadata(flow: GlowFlow) -> dict[str, str]:
+def weights_digest(model: nn.Module) -> str:
+    """The SHA-256 of ``model``'s state as float32 (names, shapes and values, buffers
+    included): what the graphs of :func:`export_onnx` record as the weights they hold."""
+    digest = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu()
+        t = t.float() if t.is_floating_point() else t
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _metadata(model: GlowFlow) -> dict[str, str]:
     from glowflow.version import __version__
 
-    c = flow.config
+    c = model.config
     return {"n_bits": str(c.n_bits), "image_shape": ",".join(map(str, c.image_shape)),
             "num_dims": str(c.num_dims), "num_classes": str(c.num_classes or 0),
+            "weights_sha256": weights_digest(model),
             "producer": f"glowflow {__version__}"}  # fmt: skip
 
 
@@ -193,9 +212,9 @@ def export_onnx(
         "encoder": (Encoder(flow).eval(), (images, noise, *([label] if conditional else [])),
                     ["images", "noise", *(["label"] if conditional else [])], ["z", "bpd"]),
         "decoder": (Decoder(flow).eval(), (z, *([label] if conditional else [])),
-                    ["z", *(["label"] if conditional else [])], ["images"]),
+                    ["z", *(["label"] if conditional else [])], ["images", "overflow"]),
     }  # fmt: skip
-    paths = {}
+    paths, metadata = {}, _metadata(model)
     for name, (module, args, inputs, outputs) in graphs.items():
         path = out / f"{name}.onnx"
         shapes = tuple({0: batch} for _ in args)
@@ -205,7 +224,7 @@ def export_onnx(
                 output_names=outputs, dynamic_shapes=shapes, verbose=False,
             )  # fmt: skip
         proto = program.model_proto
-        for key, value in _metadata(flow).items():
+        for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)
@@ -215,3 +234,42 @@ def export_onnx(
         paths["directions"] = out / DIRECTIONS_FILE
         atomic_write_bytes(paths["directions"], directions_npz(directions))
     return paths
+
+
+def graph_metadata(path: Path) -> dict[str, str]:
+    """The metadata of an ONNX file (empty for a file that is not one)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not a match
+        return {}
+    return {e.key: e.value for e in proto.metadata_props}
+
+
+def graphs_of(model: GlowFlow, beside: Path | None = None) -> Path | None:
+    """A folder holding ``encoder.onnx`` and ``decoder.onnx`` made from exactly ``model``'s
+    weights: ``beside`` (a pretrained folder exported with ``--onnx``) or the cache
+    (``$XDG_CACHE_HOME/glowflow/onnx/DIGEST``, where :func:`cached_graphs` puts them); None
+    where there are none."""
+    digest = weights_digest(model)
+    for folder in (beside, onnx_cache() / digest):
+        if folder is not None and all((folder / f).is_file() for f in (ENCODER_FILE, DECODER_FILE)):
+            metas = [graph_metadata(folder / f) for f in (ENCODER_FILE, DECODER_FILE)]
+            if all(m.get("weights_sha256") == digest for m in metas):
+                return folder
+    return None
+
+
+def onnx_cache() -> Path:
+    """Where graphs exported for a run of ``glowflow serve --runtime onnx`` are kept."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glowflow" / "onnx"
+
+
+def cached_graphs(model: GlowFlow, beside: Path | None = None) -> Path:
+    """:func:`graphs_of` ``model``, exported into the cache first where there are none."""
+    found = graphs_of(model, beside)
+    if found is None:
+        found = onnx_cache() / weights_digest(model)
+        export_onnx(model, found)
+    return found

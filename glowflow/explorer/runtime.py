@@ -1,0 +1,173 @@
+"""What runs the explorer's model calls: PyTorch (:class:`TorchRuntime`), or ONNX Runtime on the
+graphs of ``glowflow export --onnx`` (:class:`OnnxRuntime`, the ``glowflow[onnx]`` extra),
+which answers a slider move in about half the time on a CPU (``benchmarks/bench_latency.py``).
+
+Both give the same four things, on uint8 images ``(N, C, H, W)`` and flat latents ``(N, D)``,
+each image at the centre of its pixel bins: ``encode``, ``decode`` (with which images
+overflowed), ``bits_per_dim`` (a class-conditional model's marginal over its classes) and
+``guess_labels``. The flow being exact, both decode an encoded image back to itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+from glowflow.config import GlowConfig
+from glowflow.explorer.checks import ExplorerError
+from glowflow.latent.latents import decode_with_overflow, encode_images
+from glowflow.nn.model import GlowFlow
+from glowflow.nn.objective import preprocess
+
+#: The choices of ``glowflow serve --runtime``.
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+class Runtime(Protocol):
+    name: str
+    config: GlowConfig
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor: ...
+
+    def decode(
+        self, eps: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def bits_per_dim(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def guess_labels(self, images: torch.Tensor) -> torch.Tensor | None: ...
+
+
+class TorchRuntime:
+    """The model's own PyTorch code, on its device and in its dtype."""
+
+    name = "torch"
+
+    def __init__(self, model: GlowFlow) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return encode_images(self.model, images, labels)
+
+    def decode(
+        self, eps: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return decode_with_overflow(self.model, eps, labels)
+
+    @torch.no_grad()
+    def bits_per_dim(self, images: torch.Tensor) -> torch.Tensor:
+        x = preprocess(images, self.config.n_bits, dequantize=False, dtype=self.dtype)
+        return self.model.bits_per_dim(x.to(self.device)).double().cpu()
+
+    @torch.no_grad()
+    def guess_labels(self, images: torch.Tensor) -> torch.Tensor | None:
+        k = self.config.num_classes
+        if k is None:
+            return None
+        x = preprocess(images, self.config.n_bits, dequantize=False, dtype=self.dtype)
+        x = x.to(self.device)
+        logps = [self.model.log_prob(x, torch.full((len(x),), c, device=self.device))
+                 for c in range(k)]  # fmt: skip
+        return torch.stack(logps, 1).argmax(1).cpu()
+
+
+class OnnxRuntime:
+    """``encoder.onnx`` and ``decoder.onnx`` of a folder in ONNX Runtime, on ``threads``
+    threads (default: as many as PyTorch uses)."""
+
+    name = "onnx"
+
+    def __init__(self, folder: Path, config: GlowConfig, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.encoder, self.decoder = (
+            ort.InferenceSession(str(folder / f"{k}.onnx"), options,
+                                 providers=["CPUExecutionProvider"])
+            for k in ("encoder", "decoder")
+        )  # fmt: skip
+        self.config = config
+        self.folder = folder
+
+    def _run_encoder(self, images: torch.Tensor, labels: torch.Tensor | None):
+        feed = {"images": images.permute(0, 2, 3, 1).contiguous().numpy()}
+        feed["noise"] = np.full(feed["images"].shape, 0.5, np.float32)  # the bins' centres
+        if self.config.num_classes is not None:
+            given = labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
+            feed["label"] = given.numpy().astype(np.int64)
+        return self.encoder.run(None, feed)
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return torch.from_numpy(self._run_encoder(images, labels)[0])
+
+    def decode(
+        self, eps: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        feed = {"z": eps.detach().float().cpu().numpy()}
+        if self.config.num_classes is not None:
+            feed["label"] = labels.numpy().astype(np.int64)
+        images, overflow = self.decoder.run(None, feed)
+        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(overflow)
+
+    def _class_bits(self, images: torch.Tensor) -> torch.Tensor:
+        """float64 ``(N, K)``: each image's bits/dim given each class."""
+        k = self.config.num_classes
+        columns = [self._run_encoder(images, torch.full((len(images),), c))[1]
+                   for c in range(k)]  # fmt: skip
+        return torch.from_numpy(np.stack(columns, 1)).double()
+
+    def bits_per_dim(self, images: torch.Tensor) -> torch.Tensor:
+        if self.config.num_classes is None:
+            return torch.from_numpy(self._run_encoder(images, None)[1]).double()
+        # the marginal over classes, each as likely: log p(x) = logsumexp_y log p(x|y) - log K
+        nats = self._class_bits(images) * -(self.config.num_dims * math.log(2))
+        logp = torch.logsumexp(nats, 1) - math.log(self.config.num_classes)
+        return -logp / (self.config.num_dims * math.log(2))
+
+    def guess_labels(self, images: torch.Tensor) -> torch.Tensor | None:
+        if self.config.num_classes is None:
+            return None
+        return self._class_bits(images).argmin(1)
+
+
+def choose_runtime(
+    model: GlowFlow, choice: str, beside: Path | None = None, say: Callable[[str], None] = print
+) -> Runtime:
+    """The runtime ``glowflow serve --runtime choice`` uses for ``model``.
+
+    ``torch``: PyTorch. ``onnx``: ONNX Runtime on graphs made from exactly these weights, found
+    in ``beside`` (a pretrained folder exported with ``--onnx``) or the cache, or exported into
+    the cache now (said through ``say``: it takes about a minute for a 64x64 model). ``auto``:
+    ONNX Runtime where the extra is installed and such graphs exist already, else PyTorch.
+
+    Raises:
+        ExplorerError: for ``onnx`` without the ``glowflow[onnx]`` extra, or an unknown choice.
+    """
+    if choice not in RUNTIMES:
+        raise ExplorerError(f"--runtime is one of {', '.join(RUNTIMES)}, got {choice!r}")
+    if choice == "torch":
+        return TorchRuntime(model)
+    if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+        if choice == "onnx":
+            raise ExplorerError("--runtime onnx needs the onnx extra: pip install 'glowflow[onnx]'")
+        return TorchRuntime(model)
+    from glowflow.hub.onnx_export import cached_graphs, graphs_of, onnx_cache
+
+    folder = graphs_of(model, beside)
+    if folder is None:
+        if choice == "auto":
+            return TorchRuntime(model)
+        say(f"exporting the model to ONNX once (about a minute for a 64x64 model) into "
+            f"{onnx_cache()}")  # fmt: skip
+        folder = cached_graphs(model, beside)
+    return OnnxRuntime(folder, model.config)
