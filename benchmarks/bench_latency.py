@@ -14,8 +14,7 @@ Implementations, each in fresh processes that take turns, on ``--threads`` threa
 - ``glowflow``: eager PyTorch, as a user calls it (``encode``/``decode`` with the
   pre- and post-processing to and from uint8);
 - ``glowflow-onnx``: the graphs of ``glowflow export --onnx`` in ONNX Runtime (their pre- and
-  post-processing are inside them); ``glowflow-onnx-int8``: the same with the coupling networks'
-  convolutions quantised to int8 (``glowflow.hub.onnx_quantize``), where ``--int8`` asks;
+  post-processing are inside them);
 - ``rosinality`` (``rosinality/glow-pytorch``) and ``y0ast`` (``y0ast/Glow-PyTorch``) at the
   commits ``bench_ports.py`` names, imported at run time from ``--peers-root``, never copied;
   y0ast's reverse draws its split levels' latents itself (it takes only the top one): the same
@@ -62,9 +61,8 @@ MODELS = {
     "ports": {"shape": (3, 32, 32), "levels": 3, "depth": 8, "width": 256, "n_bits": 8},
 }
 OPERATIONS = ("encode", "decode", "edit")
-IMPLEMENTATIONS = ("glowflow", "glowflow-onnx", "glowflow-onnx-int8", "rosinality", "y0ast",
-                   "normflows")  # fmt: skip
-OURS = ("glowflow", "glowflow-onnx", "glowflow-onnx-int8")
+IMPLEMENTATIONS = ("glowflow", "glowflow-onnx", "rosinality", "y0ast", "normflows")
+OURS = ("glowflow", "glowflow-onnx")
 
 
 # ----------------------------------------------------------------------------- the adapters
@@ -109,14 +107,14 @@ class GlowflowEager:
 
 
 class GlowflowOnnx:
-    def __init__(self, spec: dict, folder: Path, threads: int, graphs: str = ""):
+    def __init__(self, spec: dict, folder: Path, threads: int):
         import numpy as np
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.enc, self.dec = (ort.InferenceSession(str(folder / f"{k}{graphs}.onnx"), options,
+        self.enc, self.dec = (ort.InferenceSession(str(folder / f"{k}.onnx"), options,
                                                    providers=["CPUExecutionProvider"])
                               for k in ("encoder", "decoder"))  # fmt: skip
         self.np = np
@@ -127,7 +125,7 @@ class GlowflowOnnx:
         return self.enc.run(["z"], {"images": images, "noise": noise})[0]
 
     def decode(self, z):
-        return self.dec.run(None, {"z": z})[0]
+        return self.dec.run(["images"], {"z": z})[0]
 
 
 class Rosinality:
@@ -227,7 +225,7 @@ def run_single(cfg: dict) -> dict:
         if impl == "glowflow":
             adapter = GlowflowEager(spec, folder)
         elif impl.startswith("glowflow-onnx"):
-            adapter = GlowflowOnnx(spec, folder, cfg["threads"], impl[len("glowflow-onnx") :])
+            adapter = GlowflowOnnx(spec, folder, cfg["threads"])
         else:
             adapter = {"rosinality": Rosinality, "y0ast": Y0ast, "normflows": Normflows}[impl](
                 spec, root
@@ -261,9 +259,9 @@ def spawn(cfg: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- the record
-def prepare(model: str, int8: bool, work: Path) -> Path:
-    """The glowflow folder of ``model``: its pretrained files and ONNX graphs (and the int8
-    ones where asked); the ports' configuration is initialised on the shared batch."""
+def prepare(model: str, work: Path) -> Path:
+    """The glowflow folder of ``model``: its pretrained files and ONNX graphs; the ports'
+    configuration is initialised on the shared batch."""
     import torch
 
     from glowflow import Glow, export_onnx, preprocess
@@ -283,10 +281,6 @@ def prepare(model: str, int8: bool, work: Path) -> Path:
         glow.initialize(preprocess(init_batch({**spec, "name": model}), spec["n_bits"]))
         glow.save_pretrained(folder)
     export_onnx(glow, folder)
-    if int8:
-        from glowflow.hub.onnx_quantize import quantize_graphs
-
-        quantize_graphs(folder, suffix="-int8")
     return folder
 
 
@@ -353,8 +347,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--only", default=",".join(i for i in IMPLEMENTATIONS if "int8" not in i))
-    p.add_argument("--int8", action="store_true", help="also the int8 coupling networks")
+    p.add_argument("--only", default=",".join(IMPLEMENTATIONS))
     p.add_argument("--out", type=Path, help="write the JSON record here")
     p.add_argument("--readme", type=Path, help="regenerate this README's latency table")
     p.add_argument(SINGLE, help=argparse.SUPPRESS)
@@ -363,7 +356,7 @@ def parse_args() -> argparse.Namespace:
 
 def available(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     impls, missing = [], []
-    wanted = args.only.split(",") + (["glowflow-onnx-int8"] if args.int8 else [])
+    wanted = args.only.split(",")
     for name in IMPLEMENTATIONS:
         if name not in wanted:
             continue
@@ -396,7 +389,7 @@ def main() -> None:
     root = str(args.peers_root) if args.peers_root else None
     with tempfile.TemporaryDirectory() as work:
         models = args.models.split(",")
-        folders = {m: prepare(m, args.int8, Path(work)) for m in models}
+        folders = {m: prepare(m, Path(work)) for m in models}
         for rep in range(args.processes):
             for model in models:
                 for impl in impls:
