@@ -13,25 +13,28 @@ import sys
 import numpy as np
 
 
-def part(spec: str) -> dict[str, np.ndarray]:
+def part(spec: str) -> tuple[dict[str, np.ndarray], set[str]]:
+    """The arrays of one source, cut as its spec says, and which of them are per image (told
+    by the whole file, so that no other array is taken for one by a cut of its length)."""
     path, _, cut = spec.partition(".npz")
     d = np.load(path + ".npz")
     count = len(d["x"])
+    per_image = {k for k in d.files if d[k].ndim and len(d[k]) == count}
     cut = cut.lstrip("[").rstrip("]")
     lo, _, hi = cut.partition(":") if cut else ("", "", "")
     rows = slice(int(lo) if lo else None, int(hi) if hi else None)
-    return {k: d[k][rows] if d[k].ndim and len(d[k]) == count else d[k] for k in d.files}
+    return {k: d[k][rows] if k in per_image else d[k] for k in d.files}, per_image
 
 
 def main() -> None:
     *sources, out = sys.argv[1:]
     if not sources:
         sys.exit("usage: python tools/join_npz.py A.npz[:N] B.npz[:M] ... OUT.npz")
-    parts = [part(s) for s in sources]
+    cut = [part(s) for s in sources]
+    parts, per_image = [p for p, _ in cut], cut[0][1]
     keys = set(parts[0])
-    if any(set(p) != keys for p in parts):
+    if any(set(p) != keys or kinds != per_image for p, kinds in cut):
         sys.exit("the sources hold different arrays; join data sets of one layout")
-    per_image = {k for k in keys if len(parts[0][k]) == len(parts[0]["x"]) and parts[0][k].ndim}
     joined = {}
     for k in sorted(keys):
         if k in per_image:

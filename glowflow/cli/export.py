@@ -4,11 +4,11 @@ any model -> ONNX graphs beside its pretrained files."""
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from glowflow.cli.common import info, positive_int, read_text
 from glowflow.errors import GlowflowError
+from glowflow.files import atomic_write_bytes
 from glowflow.hub.checkpoint import is_checkpoint
 from glowflow.hub.hubname import is_hub_name
 from glowflow.hub.names import push_to_hub
@@ -71,19 +71,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", action="store_true",
                    help="also write encoder.onnx, decoder.onnx and the attribute directions "
                         "as directions.npz into OUT_DIR (the glowflow[onnx] extra)")  # fmt: skip
+    p.set_defaults(run_only_defaults={k: p.get_default(k) for k in RUN_ONLY})
 
 
-#: The options that describe a run's export, with their defaults: a pretrained model has its
-#: card and weights already.
-RUN_ONLY = {"dtype": "float32", "heldout": None, "test": None, "test_description": None,
-            "test_samples": 1, "comparison": None, "attributes": None, "name": None,
-            "data_description": None, "heldout_description": None, "data_license": None,
-            "license": "mit", "notes": None, "push": None}  # fmt: skip
+#: The options that describe a run's export: a pretrained model has its card and weights.
+RUN_ONLY = ("dtype", "heldout", "test", "test_description", "test_samples", "comparison",
+            "attributes", "name", "data_description", "heldout_description", "data_license",
+            "license", "notes", "push")  # fmt: skip
 
 
 def _export_model_onnx(args: argparse.Namespace) -> int:
     """A model that is not a run: its pretrained files into OUT_DIR, the graphs beside them."""
-    given = [k for k, default in RUN_ONLY.items() if getattr(args, k) != default]
+    given = [k for k, default in args.run_only_defaults.items() if getattr(args, k) != default]
     if not args.onnx or given:
         what = f"--{given[0].replace('_', '-')}" if given else "a pretrained folder"
         raise GlowflowError(
@@ -91,17 +90,20 @@ def _export_model_onnx(args: argparse.Namespace) -> int:
             f"a run; pass a folder of glowflow train, or export a model to ONNX with --onnx alone"
         )
     from glowflow.hub.load import load_model
-    from glowflow.hub.onnx_export import export_onnx
+    from glowflow.hub.onnx_export import DECODER_FILE, ENCODER_FILE, check_onnx_extra, export_onnx
 
+    check_onnx_extra()
     loaded = load_model(args.model)
     out = Path(args.out_dir).expanduser()
     source = loaded.pretrained_dir
     if source is not None and (not out.exists() or out.resolve() != source.resolve()):
         check_folder(out)
         out.mkdir(parents=True, exist_ok=True)
+        for name in (ENCODER_FILE, DECODER_FILE, *HUB_FILES):  # nothing of another model stays
+            (out / name).unlink(missing_ok=True)
         for name in HUB_FILES:
             if (source / name).is_file():
-                shutil.copyfile(source / name, out / name)
+                atomic_write_bytes(out / name, (source / name).read_bytes())
     graphs = export_onnx(loaded, out)
     info(f"wrote {', '.join(path.name for path in graphs.values())} into {out}")
     return 0
@@ -110,6 +112,10 @@ def _export_model_onnx(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if is_hub_name(args.model) or not is_checkpoint(Path(args.model).expanduser()):
         return _export_model_onnx(args)
+    if args.onnx:  # before the long work, not after it
+        from glowflow.hub.onnx_export import check_onnx_extra
+
+        check_onnx_extra()
     card = {"license": args.license}
     for key in ("name", "data_license", "notes"):
         if getattr(args, key):

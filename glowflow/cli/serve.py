@@ -10,7 +10,7 @@ import socket
 from glowflow.cli.common import UsageError, add_data_options, info, load_data_for, positive_int
 from glowflow.cli.models import CHECKPOINT_HELP
 from glowflow.distributed import resolve_device
-from glowflow.explorer.checks import FRAMINGS
+from glowflow.explorer.checks import FRAMINGS, RUNTIMES
 from glowflow.hub.load import load_model
 from glowflow.progress import progress_bar
 
@@ -55,9 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int,
                    help="use only the first N images of --dataset for the directions")  # fmt: skip
     p.add_argument("--max-upload-mb", type=positive_int, default=10)
-    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="what runs the model: PyTorch, or ONNX Runtime on its exported graphs "
-                        "(the glowflow[onnx] extra; about twice as fast an edit on a CPU; "
+                        "(the glowflow[onnx] extra; faster edits on a CPU; "
                         "exported once into the cache). auto: ONNX Runtime where the extra "
                         "is installed and the graphs exist already")  # fmt: skip
     add_data_options(p)
@@ -123,10 +123,12 @@ def run(args: argparse.Namespace) -> int:
 
         from glowflow.explorer.assemble import build_explorer
         from glowflow.explorer.guard import Policy
+        from glowflow.explorer.runtime import check_runtime
         from glowflow.explorer.server import create_app
     except ImportError as e:
         raise UsageError(f"glowflow serve needs {e.name}: {SERVE_EXTRA}") from None
     _check_port(args.host, args.port)
+    check_runtime(args.runtime)
     token = _token(args)
     loaded = load_model(args.checkpoint, resolve_device(args.device))
     data = load_data_for(args, loaded.model, limit=args.limit) if args.dataset else None

@@ -87,7 +87,7 @@ def build_explorer(
         dataset: the spec ``data`` was loaded from (default ``data.name``, which
             :func:`glowflow.data.datasets.load_dataset` sets to it).
         framing: one of :data:`glowflow.explorer.checks.FRAMINGS`.
-        runtime: one of :data:`glowflow.explorer.runtime.RUNTIMES`, chosen by
+        runtime: one of :data:`glowflow.explorer.checks.RUNTIMES`, chosen by
             :func:`glowflow.explorer.runtime.choose_runtime` (which tells ``say`` of a one-time
             export).
 

@@ -16,6 +16,8 @@ TEMPERATURE_RANGE = (0.0, 1.5)
 AMOUNT_RANGE = (-2.0, 2.0)
 SEED_RANGE = (0, 2**31 - 1)
 PATHS = ("linear", "spherical")
+#: The choices of ``glowflow serve --runtime``: see :mod:`glowflow.explorer.runtime`.
+RUNTIMES = ("auto", "torch", "onnx")
 #: How uploads are cropped: around a detected face, or the centre square (``auto``: faces for
 #: a model with CelebA's attributes).
 FRAMINGS = ("auto", "face", "centre")

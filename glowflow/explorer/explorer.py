@@ -97,8 +97,7 @@ class Explorer:
     ) -> None:
         self.model = model.eval()
         self.runtime = runtime if runtime is not None else TorchRuntime(model)
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
+        self.device, self.dtype = self.runtime.device, self.runtime.dtype  # of its latents
         self.config = model.config
         self.checkpoint = checkpoint
         self.commands = Commands(

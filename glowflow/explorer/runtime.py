@@ -10,7 +10,6 @@ overflowed), ``bits_per_dim`` (a class-conditional model's marginal over its cla
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 from typing import Callable, Protocol
@@ -19,18 +18,22 @@ import numpy as np
 import torch
 
 from glowflow.config import GlowConfig
-from glowflow.explorer.checks import ExplorerError
+from glowflow.explorer.checks import RUNTIMES, ExplorerError
+from glowflow.hub.onnx_export import ONNX_EXTRA, has_onnx_extra
 from glowflow.latent.latents import decode_with_overflow, encode_images
 from glowflow.nn.model import GlowFlow
+from glowflow.nn.objective import bits_per_dim as objective_bits_per_dim
 from glowflow.nn.objective import preprocess
-
-#: The choices of ``glowflow serve --runtime``.
-RUNTIMES = ("auto", "torch", "onnx")
 
 
 class Runtime(Protocol):
+    """What runs the explorer's model calls: ``name`` (one of ``torch``, ``onnx``), the model's
+    ``config``, and the ``device`` and ``dtype`` of the latents it takes and gives."""
+
     name: str
     config: GlowConfig
+    device: torch.device
+    dtype: torch.dtype
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor: ...
 
@@ -80,10 +83,12 @@ class TorchRuntime:
 
 
 class OnnxRuntime:
-    """``encoder.onnx`` and ``decoder.onnx`` of a folder in ONNX Runtime, on ``threads``
-    threads (default: as many as PyTorch uses)."""
+    """``encoder.onnx`` and ``decoder.onnx`` of a folder in ONNX Runtime, on the CPU with
+    ``threads`` threads (default: as many as PyTorch uses); latents are float32 on the CPU."""
 
     name = "onnx"
+    device = torch.device("cpu")
+    dtype = torch.float32
 
     def __init__(self, folder: Path, config: GlowConfig, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -99,13 +104,18 @@ class OnnxRuntime:
         self.config = config
         self.folder = folder
 
+    def _labels(self, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
+        """The ``label`` input of a class-conditional model's graphs (required, as in PyTorch)."""
+        if self.config.num_classes is None:
+            return {}
+        if labels is None:
+            raise ValueError("this model is class-conditional: give a label for every image")
+        return {"label": labels.cpu().numpy().astype(np.int64)}
+
     def _run_encoder(self, images: torch.Tensor, labels: torch.Tensor | None):
         feed = {"images": images.permute(0, 2, 3, 1).contiguous().numpy()}
         feed["noise"] = np.full(feed["images"].shape, 0.5, np.float32)  # the bins' centres
-        if self.config.num_classes is not None:
-            given = labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
-            feed["label"] = given.numpy().astype(np.int64)
-        return self.encoder.run(None, feed)
+        return self.encoder.run(None, {**feed, **self._labels(labels)})
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return torch.from_numpy(self._run_encoder(images, labels)[0])
@@ -113,9 +123,7 @@ class OnnxRuntime:
     def decode(
         self, eps: torch.Tensor, labels: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        feed = {"z": eps.detach().float().cpu().numpy()}
-        if self.config.num_classes is not None:
-            feed["label"] = labels.numpy().astype(np.int64)
+        feed = {"z": eps.detach().float().cpu().numpy(), **self._labels(labels)}
         images, overflow = self.decoder.run(None, feed)
         return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(overflow)
 
@@ -130,9 +138,10 @@ class OnnxRuntime:
         if self.config.num_classes is None:
             return torch.from_numpy(self._run_encoder(images, None)[1]).double()
         # the marginal over classes, each as likely: log p(x) = logsumexp_y log p(x|y) - log K
-        nats = self._class_bits(images) * -(self.config.num_dims * math.log(2))
-        logp = torch.logsumexp(nats, 1) - math.log(self.config.num_classes)
-        return -logp / (self.config.num_dims * math.log(2))
+        d, n_bits = self.config.num_dims, self.config.n_bits
+        logp_given = d * math.log(2**n_bits) - self._class_bits(images) * d * math.log(2)
+        logp = torch.logsumexp(logp_given, 1) - math.log(self.config.num_classes)
+        return objective_bits_per_dim(logp, d, n_bits)
 
     def guess_labels(self, images: torch.Tensor) -> torch.Tensor | None:
         if self.config.num_classes is None:
@@ -145,21 +154,19 @@ def choose_runtime(
 ) -> Runtime:
     """The runtime ``glowflow serve --runtime choice`` uses for ``model``.
 
-    ``torch``: PyTorch. ``onnx``: ONNX Runtime on graphs made from exactly these weights, found
-    in ``beside`` (a pretrained folder exported with ``--onnx``) or the cache, or exported into
-    the cache now (said through ``say``: it takes about a minute for a 64x64 model). ``auto``:
-    ONNX Runtime where the extra is installed and such graphs exist already, else PyTorch.
+    ``torch``: PyTorch. ``onnx``: ONNX Runtime on the CPU, on graphs made from exactly this
+    model, found in ``beside`` (a pretrained folder exported with ``--onnx``) or the cache, or
+    exported into the cache now (said through ``say``: it takes about a minute for a 64x64
+    model). ``auto``: ONNX Runtime for a model on the CPU where the extra is installed and such
+    graphs exist already, else PyTorch.
 
     Raises:
-        ExplorerError: for ``onnx`` without the ``glowflow[onnx]`` extra, or an unknown choice.
+        ExplorerError: for ``onnx`` without the ``glowflow[onnx]`` extra, or an unknown choice
+            (:func:`check_runtime`).
     """
-    if choice not in RUNTIMES:
-        raise ExplorerError(f"--runtime is one of {', '.join(RUNTIMES)}, got {choice!r}")
-    if choice == "torch":
-        return TorchRuntime(model)
-    if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
-        if choice == "onnx":
-            raise ExplorerError("--runtime onnx needs the onnx extra: pip install 'glowflow[onnx]'")
+    check_runtime(choice)
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if choice == "torch" or (choice == "auto" and not (on_cpu and has_onnx_extra())):
         return TorchRuntime(model)
     from glowflow.hub.onnx_export import cached_graphs, graphs_of, onnx_cache
 
@@ -171,3 +178,12 @@ def choose_runtime(
             f"{onnx_cache()}")  # fmt: skip
         folder = cached_graphs(model, beside)
     return OnnxRuntime(folder, model.config)
+
+
+def check_runtime(choice: str) -> None:
+    """Refuse, in one line, a runtime that is unknown or whose extra is not installed, before
+    any long work."""
+    if choice not in RUNTIMES:
+        raise ExplorerError(f"--runtime is one of {', '.join(RUNTIMES)}, got {choice!r}")
+    if choice == "onnx" and not has_onnx_extra():
+        raise ExplorerError(f"--runtime onnx needs the onnx extra: {ONNX_EXTRA}")

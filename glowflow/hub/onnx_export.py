@@ -28,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import importlib.util
 import io
+import json
 import logging
 import os
 import warnings
@@ -53,10 +55,23 @@ ONNX_EXTRA = "pip install 'glowflow[onnx]'"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 DIRECTIONS_FILE = "directions.npz"
+#: What the extra installs and exporting or running the graphs needs.
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 
 
 class OnnxError(GlowflowError):
     """An export that cannot be made (the extra missing, a model it cannot trace)."""
+
+
+def has_onnx_extra() -> bool:
+    """Whether every module of the ``glowflow[onnx]`` extra can be imported."""
+    return all(importlib.util.find_spec(m) is not None for m in ONNX_MODULES)
+
+
+def check_onnx_extra() -> None:
+    """Raise :class:`OnnxError`, saying how to install it, without the extra."""
+    if not has_onnx_extra():
+        raise OnnxError(f"exporting to ONNX needs the onnx extra: {ONNX_EXTRA}")
 
 
 class FixedChannelMix(nn.Module):
@@ -122,9 +137,9 @@ class Decoder(nn.Module):
 
 
 def weights_digest(model: nn.Module) -> str:
-    """The SHA-256 of ``model``'s state as float32 (names, shapes and values, buffers
-    included): what the graphs of :func:`export_onnx` record as the weights they hold."""
-    digest = hashlib.sha256()
+    """The SHA-256 of ``model``'s config and its state as float32 (names, shapes and values,
+    buffers included): what the graphs of :func:`export_onnx` record as the model they hold."""
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
         t = t.detach().cpu()
         t = t.float() if t.is_floating_point() else t
@@ -143,16 +158,25 @@ def _metadata(model: GlowFlow) -> dict[str, str]:
             "producer": f"glowflow {__version__}"}  # fmt: skip
 
 
+#: What the exporter says of every Glow and that is of no use to whoever exports one: the
+#: operators of torchvision it skipped, and a renamed dynamic axis. Other warnings still show.
+_EXPORTER_NOTES = (
+    r".*isinstance\(treespec, LeafSpec\)",
+    r".*The axis name: batch will not be used",
+)
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
 @contextlib.contextmanager
 def _quiet_exporter():
-    """The exporter's notes on what it skipped (torchvision's operators, renamed axes) are of
-    no use to whoever exports a Glow: keep them off the terminal."""
-    logger = logging.getLogger("torch.onnx")
+    """Keep the exporter's :data:`_EXPORTER_NOTES` and its registry's notes off the terminal."""
+    logger = logging.getLogger(_REGISTRY_LOGGER)
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            for note in _EXPORTER_NOTES:
+                warnings.filterwarnings("ignore", message=note)
             yield
     finally:
         logger.setLevel(level)
@@ -170,9 +194,9 @@ def directions_npz(directions: dict[str, Any]) -> bytes:
 def export_onnx(
     model: Union[GlowFlow, LoadedModel, str, os.PathLike],
     out_dir: str | os.PathLike,
+    opset: int = OPSET,
     *,
     directions: dict[str, Any] | None = None,
-    opset: int = OPSET,
 ) -> dict[str, Path]:
     """Write ``encoder.onnx`` and ``decoder.onnx`` of ``model`` into ``out_dir``, and
     ``directions.npz`` where there are attribute directions.
@@ -190,10 +214,9 @@ def export_onnx(
     Raises:
         OnnxError: without the ``glowflow[onnx]`` extra.
     """
-    try:
-        import onnx
-    except ImportError:
-        raise OnnxError(f"exporting to ONNX needs the onnx extra: {ONNX_EXTRA}") from None
+    check_onnx_extra()
+    import onnx
+
     if not isinstance(model, nn.Module):
         loaded = model if isinstance(model, LoadedModel) else load_model(model)
         model = loaded.model
@@ -230,9 +253,12 @@ def export_onnx(
         onnx.checker.check_model(proto)
         atomic_write_bytes(path, proto.SerializeToString())
         paths[name] = path
+    stale = out / DIRECTIONS_FILE  # another model's, from an earlier export into this folder
     if directions is not None:
-        paths["directions"] = out / DIRECTIONS_FILE
-        atomic_write_bytes(paths["directions"], directions_npz(directions))
+        paths["directions"] = stale
+        atomic_write_bytes(stale, directions_npz(directions))
+    elif stale.is_file():
+        stale.unlink()
     return paths
 
 

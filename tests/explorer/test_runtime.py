@@ -3,7 +3,6 @@ by the weights they were made from, and ``glowflow serve --runtime`` choosing be
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from conftest import assert_one_line_error, main_in_process, randomize_, tiny_explorer
@@ -35,6 +34,7 @@ def both(tmp_path_factory):
 def test_the_gallery_is_held_alike_and_reconstructs_exactly(both):
     eager, onnx = both
     assert onnx.runtime.name == "onnx" and eager.runtime.name == "torch"
+    assert len(eager.gallery) == len(onnx.gallery) == 6
     for a, b in zip(eager.gallery, onnx.gallery):
         assert b.reconstruction_error == 0 == a.reconstruction_error
         assert abs(a.bpd - b.bpd) < 1e-4
@@ -127,8 +127,27 @@ def test_serve_runtime_onnx_without_the_extra_says_how_to_get_it(monkeypatch):
     assert_one_line_error(r, "--runtime onnx needs the onnx extra")
 
 
-def test_the_runtime_choice_is_a_served_pages_concern_only():
-    """An explorer of ONNX Runtime and one of PyTorch describe the same model to the page."""
-    eager = tiny_explorer()
-    assert np.array_equal(eager.gallery[0].image.numpy(), eager.gallery[0].image.numpy())
-    assert eager.model_info() == tiny_explorer(runtime=TorchRuntime(eager.model)).model_info()
+def test_the_runtime_is_no_concern_of_the_page(both):
+    """Explorers of either runtime describe the same model to the page."""
+    eager, onnx = both
+    assert eager.model_info() == onnx.model_info()
+
+
+def test_a_class_conditional_model_needs_labels_in_either_runtime(tmp_path):
+    model = conditional_model()
+    export_onnx(model, tmp_path)
+    images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
+    for runtime in (TorchRuntime(model), OnnxRuntime(tmp_path, model.config)):
+        with pytest.raises(ValueError, match="label"):
+            runtime.encode(images, None)
+        with pytest.raises(ValueError, match="label"):
+            runtime.decode(torch.zeros(2, model.num_dims), None)
+
+
+def test_auto_keeps_a_model_off_the_cpu_on_pytorch(tmp_path, monkeypatch):
+    """ONNX Runtime runs here on the CPU: a model on another device stays with PyTorch."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = conditional_model()
+    cached_graphs(model)  # its graphs exist, so only the device decides
+    assert choose_runtime(model, "auto").name == "onnx"
+    assert choose_runtime(model.to("meta"), "auto").name == "torch"

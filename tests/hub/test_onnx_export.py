@@ -3,7 +3,6 @@ no matrix inverse or determinant in them, exact round trips at the model's bit d
 
 from __future__ import annotations
 
-import builtins
 from pathlib import Path
 
 import numpy as np
@@ -139,17 +138,52 @@ def test_the_frozen_copy_computes_what_the_model_computes_and_leaves_it_alone():
 
 
 def test_without_the_extra_the_export_says_how_to_get_it(monkeypatch, tmp_path):
-    real_import = builtins.__import__
+    import importlib.util
 
-    def no_onnx(name, *args, **kwargs):
-        if name == "onnx" or name.startswith("onnx."):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
+    real = importlib.util.find_spec
 
-    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    def no_onnxscript(name, *args):
+        return None if name == "onnxscript" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_onnxscript)
     with pytest.raises(OnnxError, match=r"pip install 'glowflow\[onnx\]'"):
         export_onnx(tiny(), tmp_path)
     assert not any(tmp_path.iterdir())
+    from conftest import assert_one_line_error, main_in_process
+
+    r = main_in_process("export", "mnist", tmp_path / "out", "--onnx")
+    assert_one_line_error(r, "needs the onnx extra")
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_the_graphs_name_the_model_they_hold_config_and_weights():
+    from glowflow.hub.onnx_export import weights_digest
+
+    a, b = tiny(0, n_bits=8), tiny(0, n_bits=5)  # the same weights, other bins
+    assert weights_digest(a) != weights_digest(b)
+    assert weights_digest(a) == weights_digest(tiny(0, n_bits=8))
+    with torch.no_grad():
+        next(a.parameters()).add_(1e-6)
+    assert weights_digest(a) != weights_digest(tiny(0, n_bits=8))
+
+
+def test_exporting_another_model_into_a_folder_leaves_nothing_of_the_first(tmp_path):
+    from conftest import main_in_process
+
+    out = tmp_path / "out"
+    assert main_in_process("export", "celeba64", out, "--onnx").returncode == 0
+    assert (out / "directions.npz").is_file() and (out / "gallery.npz").is_file()
+    r = main_in_process("export", "mnist", out, "--onnx")
+    assert r.returncode == 0, r.stderr
+    assert not (out / "directions.npz").exists() and not (out / "attributes.safetensors").exists()
+    from glowflow.hub.gallery import load_gallery
+    from glowflow.hub.load import load_model
+
+    assert torch.equal(
+        load_gallery(out).images, load_gallery(load_model("mnist").pretrained_dir).images
+    )
+    meta = {e.key: e.value for e in onnx.load(str(out / "decoder.onnx")).metadata_props}
+    assert meta["image_shape"] == "1,28,28"
 
 
 def test_glowflow_export_onnx_writes_the_graphs_beside_the_pretrained_files(tmp_path):
