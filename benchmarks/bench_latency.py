@@ -28,6 +28,8 @@ regenerates the README's table between its markers:
 
     python benchmarks/bench_latency.py --peers-root /tmp/peers \\
         --out benchmarks/results/latency.json --readme README.md
+
+``--from-record JSON --readme README.md`` writes the table of a committed record again.
 """
 
 from __future__ import annotations
@@ -350,6 +352,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--only", default=",".join(IMPLEMENTATIONS))
     p.add_argument("--out", type=Path, help="write the JSON record here")
     p.add_argument("--readme", type=Path, help="regenerate this README's latency table")
+    p.add_argument("--from-record", type=Path, metavar="JSON",
+                   help="measure nothing: write this record's table (to --readme)")  # fmt: skip
     p.add_argument(SINGLE, help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -379,6 +383,12 @@ def main() -> None:
     args = parse_args()
     if args.single:
         reply(run_single(json.loads(args.single)))
+        return
+    if args.from_record:
+        text = table(json.loads(args.from_record.read_text()))
+        print(text)
+        if args.readme:
+            write_between_markers(args.readme, "latency-table", text)
         return
     impls, missing = available(args)
     facts = machine(args.threads)
@@ -411,7 +421,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(record, indent=1) + "\n")
     if args.readme:
-        write_between_markers(args.readme, "latency", text)
+        write_between_markers(args.readme, "latency-table", text)
 
 
 if __name__ == "__main__":

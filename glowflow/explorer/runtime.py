@@ -1,6 +1,6 @@
 """What runs the explorer's model calls: PyTorch (:class:`TorchRuntime`), or ONNX Runtime on the
 graphs of ``glowflow export --onnx`` (:class:`OnnxRuntime`, the ``glowflow[onnx]`` extra),
-which answers a slider move in about half the time on a CPU (``benchmarks/bench_latency.py``).
+which answers a slider move several times faster on a CPU (``benchmarks/bench_latency.py``).
 
 Both give the same four things, on uint8 images ``(N, C, H, W)`` and flat latents ``(N, D)``,
 each image at the centre of its pixel bins: ``encode``, ``decode`` (with which images

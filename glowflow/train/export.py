@@ -27,7 +27,7 @@ from glowflow.train.rundir import RunDir
 def train_command(train: dict[str, Any]) -> str:
     """The ``glowflow train`` command of a run's training options, showing only the options
     that differ from their defaults."""
-    defaults = TrainConfig().to_dict()
+    defaults = {**TrainConfig().to_dict(), "init_from": None}  # the record leaves it out if unset
     words = ["glowflow", "train"]
     for key, default in defaults.items():
         if key not in train or train[key] == default or train[key] is None:

@@ -95,3 +95,13 @@ def test_the_card_names_each_figures_dimensions_padding_and_draws(tmp_path):
     iw = f"importance-weighted over 4 draws: {measured['test_bpd_iw']:.4f} over the model's 192"
     assert iw in card and "(4 dequantisation draws an image)" in card
     assert "## Beside published results\n\n| model | bits/dim |" in card
+
+
+def test_a_warm_started_runs_command_names_the_model_it_started_from():
+    from glowflow.train.export import train_command
+
+    train = {"dataset": "npz:faces.npz", "init_from": "celeba64", "steps": 10}
+    assert train_command(train) == (
+        "glowflow train --dataset npz:faces.npz --steps 10 --init-from celeba64"
+    )
+    assert "--init-from" not in train_command({"dataset": "npz:faces.npz", "steps": 10})
