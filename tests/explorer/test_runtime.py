@@ -101,13 +101,18 @@ def test_graphs_are_found_by_the_weights_they_hold(tmp_path, monkeypatch):
     assert graphs_of(model, beside) == made and cached_graphs(model) == made
 
 
-def test_choose_runtime_exports_only_when_asked(tmp_path, monkeypatch):
+def test_choose_runtime_exports_only_when_asked_and_keeps_other_devices_on_pytorch(
+    tmp_path, monkeypatch
+):
+    """ONNX Runtime runs here on the CPU: ``auto`` takes it only for a model on the CPU whose
+    graphs exist already; ``onnx`` exports them first."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     model, said = conditional_model(), []
     assert choose_runtime(model, "torch").name == "torch"
     assert choose_runtime(model, "auto", say=said.append).name == "torch" and not said
     assert choose_runtime(model, "onnx", say=said.append).name == "onnx" and said
     assert choose_runtime(model, "auto", say=said.append).name == "onnx"  # now the graphs exist
+    assert choose_runtime(model.to("meta"), "auto").name == "torch"
     with pytest.raises(ExplorerError, match="--runtime is one of"):
         choose_runtime(model, "tpu")
 
@@ -142,12 +147,3 @@ def test_a_class_conditional_model_needs_labels_in_either_runtime(tmp_path):
             runtime.encode(images, None)
         with pytest.raises(ValueError, match="label"):
             runtime.decode(torch.zeros(2, model.num_dims), None)
-
-
-def test_auto_keeps_a_model_off_the_cpu_on_pytorch(tmp_path, monkeypatch):
-    """ONNX Runtime runs here on the CPU: a model on another device stays with PyTorch."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    model = conditional_model()
-    cached_graphs(model)  # its graphs exist, so only the device decides
-    assert choose_runtime(model, "auto").name == "onnx"
-    assert choose_runtime(model.to("meta"), "auto").name == "torch"

@@ -167,23 +167,27 @@ def test_the_graphs_name_the_model_they_hold_config_and_weights():
     assert weights_digest(a) != weights_digest(tiny(0, n_bits=8))
 
 
-def test_exporting_another_model_into_a_folder_leaves_nothing_of_the_first(tmp_path):
+def test_exporting_another_model_into_a_folder_leaves_nothing_of_the_first(
+    bundled_export, tmp_path
+):
+    """celeba64's export (graphs, directions, gallery, attributes), then a tiny model without
+    any of those exported into the same folder: only the tiny model's files are left."""
+    import shutil
+
     from conftest import main_in_process
 
-    out = tmp_path / "out"
-    assert main_in_process("export", "celeba64", out, "--onnx").returncode == 0
+    out, tiny_dir = tmp_path / "out", tmp_path / "tiny"
+    shutil.copytree(bundled_export("celeba64"), out)
     assert (out / "directions.npz").is_file() and (out / "gallery.npz").is_file()
-    r = main_in_process("export", "mnist", out, "--onnx")
+    model = tiny(2)
+    model.save_pretrained(tiny_dir)
+    r = main_in_process("export", tiny_dir, out, "--onnx")
     assert r.returncode == 0, r.stderr
-    assert not (out / "directions.npz").exists() and not (out / "attributes.safetensors").exists()
-    from glowflow.hub.gallery import load_gallery
-    from glowflow.hub.load import load_model
-
-    assert torch.equal(
-        load_gallery(out).images, load_gallery(load_model("mnist").pretrained_dir).images
-    )
+    for gone in ("directions.npz", "attributes.safetensors", "gallery.npz"):
+        assert not (out / gone).exists(), gone
+    assert (out / "model.safetensors").read_bytes() == (tiny_dir / "model.safetensors").read_bytes()
     meta = {e.key: e.value for e in onnx.load(str(out / "decoder.onnx")).metadata_props}
-    assert meta["image_shape"] == "1,28,28"
+    assert meta["image_shape"] == "3,8,8"
 
 
 def test_glowflow_export_onnx_writes_the_graphs_beside_the_pretrained_files(tmp_path):
