@@ -25,6 +25,13 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 
+def user_cache() -> Path:
+    """glowflow's folder in the user's cache (``$XDG_CACHE_HOME/glowflow``, else
+    ``~/.cache/glowflow``): for what is derived from an installed model, never inside the
+    package itself."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glowflow"
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write`` on a temporary file in ``path``'s folder, then rename it over ``path``.
 

@@ -102,7 +102,6 @@ class OnnxRuntime:
             for k in ("encoder", "decoder")
         )  # fmt: skip
         self.config = config
-        self.folder = folder
 
     def _labels(self, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
         """The ``label`` input of a class-conditional model's graphs (required, as in PyTorch)."""

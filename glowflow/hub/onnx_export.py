@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glowflow.errors import GlowflowError
-from glowflow.files import atomic_write_bytes
+from glowflow.files import atomic_write_bytes, user_cache
 from glowflow.hub.load import LoadedModel, load_model
 from glowflow.nn.invconv import InvConv1x1, InvConv1x1LU
 from glowflow.nn.model import GlowFlow
@@ -289,7 +289,7 @@ def graphs_of(model: GlowFlow, beside: Path | None = None) -> Path | None:
 
 def onnx_cache() -> Path:
     """Where graphs exported for a run of ``glowflow serve --runtime onnx`` are kept."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glowflow" / "onnx"
+    return user_cache() / "onnx"
 
 
 def cached_graphs(model: GlowFlow, beside: Path | None = None) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol
@@ -19,7 +18,7 @@ import torch
 
 from glowflow.data.imagedata import ImageData
 from glowflow.errors import GlowflowError
-from glowflow.files import atomic_save
+from glowflow.files import atomic_save, user_cache
 from glowflow.latent.attributes import (
     Progress,
     attribute_direction,
@@ -108,9 +107,8 @@ def cache_entry(
                     *(f"{k}={v}" for k, v in sorted(options.items()))])  # fmt: skip
     if beside:
         return weights.parent / CACHE_FILE, key
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glowflow"
     digest = hashlib.sha256(str(weights).encode()).hexdigest()[:16]
-    return root / f"attributes-{digest}.pt", key
+    return user_cache() / f"attributes-{digest}.pt", key
 
 
 def cached_direction(
