@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -86,6 +87,7 @@ def plot_score_histograms(
     out: str | Path,
     thresholds: dict[str, float] | None = None,
     title: str | None = None,
+    log_scale: Sequence[str] = (),
 ) -> Path:
     """One panel per method: histograms of the in-distribution and each OOD set's scores.
 
@@ -96,25 +98,39 @@ def plot_score_histograms(
         labels: method -> the axis label of its score.
         thresholds: method -> a threshold drawn as a dashed line.
         title: a line above the panels.
+        log_scale: methods whose scores span orders of magnitude (a negative log density grows
+            with the square of a distance): their axis is symmetric-logarithmic, their bins
+            even on it, and each bar the share of its set's images.
     """
     methods = list(scores)
     fig = new_figure(5.2 * len(methods), 3.8)
     axes = fig.subplots(1, len(methods), squeeze=False)[0]
     for ax, method in zip(axes, methods):
         sets = scores[method]
+        logged = method in log_scale
         finite = np.concatenate([v[np.isfinite(v)] for v in sets.values()])
         lo, hi = np.quantile(finite, [0.001, 0.999]) if finite.size else (0.0, 1.0)
-        bins = np.linspace(lo, hi + 1e-9, 60)
+        if logged:  # even on the axis: sign(v) log10(1 + |v|)
+            ends = np.sign([lo, hi]) * np.log10(1 + np.abs([lo, hi]))
+            even = np.linspace(ends[0], ends[1] + 1e-9, 60)
+            bins = np.sign(even) * (10 ** np.abs(even) - 1)
+        else:
+            bins = np.linspace(lo, hi + 1e-9, 60)
         for i, (name, values) in enumerate(sets.items()):
             label = name if i == 0 else f"{name} (AUROC {aurocs[(method, name)]:.3f})"
             clipped = np.clip(values[np.isfinite(values)], lo, hi)
-            ax.hist(clipped, bins=bins, density=True, histtype="step" if i else "stepfilled",
-                    alpha=0.45 if i == 0 else 1.0, lw=1.5, label=label)  # fmt: skip
+            weights = np.full(clipped.size, 1 / max(clipped.size, 1)) if logged else None
+            ax.hist(clipped, bins=bins, density=not logged, weights=weights,
+                    histtype="step" if i else "stepfilled", alpha=0.45 if i == 0 else 1.0,
+                    lw=1.5, label=label)  # fmt: skip
         if thresholds and method in thresholds:
             ax.axvline(thresholds[method], color="k", ls="--", lw=1, label="threshold")
+        if logged:
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(bins[0], bins[-1])
         ax.set_title(method)
         ax.set_xlabel(labels.get(method, method))
-        ax.set_ylabel("density")
+        ax.set_ylabel("share of images" if logged else "density")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     if title:

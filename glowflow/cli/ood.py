@@ -7,7 +7,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from glowflow.cli.common import UsageError, add_data_options, info, positive_int
+from glowflow.cli.common import (
+    UsageError,
+    add_data_options,
+    info,
+    positive_float,
+    positive_int,
+)
 from glowflow.cli.models import CHECKPOINT_HELP
 from glowflow.data.datasets import dataset_name
 from glowflow.data.fitting import load_fitting
@@ -19,6 +25,7 @@ from glowflow.hub.load import load_model
 from glowflow.nn.model import GlowFlow
 from glowflow.ood.detection import (
     CODECS,
+    DEFAULT_BANDWIDTH,
     DEFAULT_TYPICALITY_M,
     IN_DIST,
     METHODS,
@@ -75,10 +82,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Score a held-out in-distribution set (images the model never trained on) "
         "and one or more other sets, and report for each method how well it tells them apart, "
         "with the OOD images as the positive class: bpd (raw bits/dim), complexity (bits/dim "
-        "minus the codec's bits/dim, Serra et al. 2020) and typicality (the test of Nalisnick "
+        "minus the codec's bits/dim, Serra et al. 2020), dose (the density of states, "
+        "Morningstar et al. 2021: how unusual an image's per-level and codec bits/dim are "
+        "under a density fitted on in-distribution images; one image at a time, and both "
+        "ways: simpler and more complex images alike) and typicality (the test of Nalisnick "
         "et al. 2019 on batches of M images). A random --calibration-fraction of the "
-        "in-distribution set calibrates the typicality test and is left out of every "
-        "method's figures. Writes DIR/results.json, DIR/histograms.png and DIR/scores.csv.",
+        "in-distribution set fits the density of states and the typicality test and is left "
+        "out of every method's figures. Writes DIR/results.json, DIR/histograms.png and "
+        "DIR/scores.csv.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_common(p)
@@ -91,7 +102,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--typicality-m", type=positive_int, default=DEFAULT_TYPICALITY_M,
                    metavar="M", help="images per batch of the typicality test")  # fmt: skip
     p.add_argument("--calibration-fraction", type=float, default=0.5,
-                   help="share of the in-distribution set that calibrates typicality")  # fmt: skip
+                   help="share of the in-distribution set that fits dose and "
+                   "typicality")  # fmt: skip
+    p.add_argument("--dose-bandwidth", type=positive_float, default=DEFAULT_BANDWIDTH,
+                   metavar="F", help="the density of states' kernel width, a factor on "
+                   "Scott's rule")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
 
 
@@ -172,6 +187,7 @@ def ood(args: argparse.Namespace) -> int:
     report = detect(
         in_scores, ood_scores, methods, m=args.typicality_m,
         calibration_fraction=args.calibration_fraction, seed=args.seed,
+        bandwidth=args.dose_bandwidth,
     )  # fmt: skip
 
     record = results_record(

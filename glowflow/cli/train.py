@@ -103,7 +103,8 @@ def _model_options(opt: Callable[..., None]) -> None:
     opt("--levels", "L, number of levels", type=int)
     opt("--init-from", "start from this model's weights, not random ones: a bundled model's "
         "name, pretrained folder, Hub model hf:user/repo, run folder or checkpoint (its "
-        "architecture where these options give none; a fresh optimiser, warm-up and schedule)",
+        "architecture where these options give none, and a larger --hidden-channels widens "
+        "it without changing what it computes; a fresh optimiser, warm-up and schedule)",
         metavar="MODEL")  # fmt: skip
     opt("--depth", "K, flow steps per level", type=int)
     opt("--hidden-channels", "width of the coupling networks", type=int)

@@ -1,12 +1,14 @@
 """Out-of-distribution detection with a Glow's exact likelihood: per-image scores, the
-detection report, the typicality test, the metrics, the codecs of input complexity and the
-files of a detection (its results record, per-image rows and histograms)."""
+detection report, the density of states, the typicality test, the metrics, the codecs of input
+complexity and the files of a detection (its results record, per-image rows and histograms)."""
 
 from glowflow.ood.compression import CODECS
+from glowflow.ood.density import DEFAULT_BANDWIDTH, DensityOfStates, state_statistics
 from glowflow.ood.detection import (
     DEFAULT_TYPICALITY_M,
     IN_DIST,
     METHODS,
+    PER_IMAGE,
     ImageScores,
     OODError,
     Report,
@@ -29,9 +31,12 @@ from glowflow.ood.results import (
 
 __all__ = [
     "CODECS",
+    "DEFAULT_BANDWIDTH",
     "DEFAULT_TYPICALITY_M",
+    "DensityOfStates",
     "IN_DIST",
     "METHODS",
+    "PER_IMAGE",
     "ImageScores",
     "OODError",
     "Report",
@@ -50,5 +55,6 @@ __all__ = [
     "save_histograms",
     "score_images",
     "score_rows",
+    "state_statistics",
     "write_detection",
 ]

@@ -4,7 +4,7 @@ A flow trained on one image set gives a density, and the obvious test of whether
 unusual is its bits/dim. That test is known to fail: a Glow trained on Fashion-MNIST gives MNIST
 digits *fewer* bits/dim than the clothes it learned (Nalisnick et al. 2019, "Do deep generative
 models know what they don't know?"), because simple images are likely under any model of
-images. This module scores images and judges three scores, each oriented so that a *higher*
+images. This module scores images and judges four scores, each oriented so that a *higher*
 score means *more likely OOD*:
 
 - ``bpd``: bits/dim under the model (the raw likelihood, kept as the baseline).
@@ -13,6 +13,10 @@ score means *more likely OOD*:
   generative models": ``S(x) = -log2 p(x) - L(x)``, here per dimension). The codec stands in for
   a universal model of images, so ``S`` asks whether *this* model explains the image better than
   a generic one.
+- ``dose``: the density of states (Morningstar et al. 2021, :mod:`glowflow.ood.density`): the
+  negative log density of the image's per-level bits/dim and codec bits/dim under a kernel
+  density fitted on the calibration images. It flags an image whose statistics are unusual in
+  any direction, one image at a time: simpler images and more complex ones alike.
 - ``typicality``: the test of Nalisnick et al. (2019, "Detecting out-of-distribution inputs to
   deep generative models using typicality") on batches of ``M`` images: ``|mean bpd of the batch
   - mean bpd of in-distribution images|``. A set of images is flagged when its average bits/dim
@@ -28,8 +32,9 @@ Typical use, on uint8 image tensors::
     report.records  # [{"ood": "mnist", "method": "bpd", "auroc": ..., ...}, ...]
 
 The in-distribution images must be ones the model never trained on. :func:`detect` splits them
-at random into a calibration part (typicality's reference value and threshold come from it,
-never from the OOD sets) and an evaluation part on which every method is judged.
+at random into a calibration part (the density of states and typicality's reference value and
+thresholds are fitted on it, never on the OOD sets) and an evaluation part on which every method
+is judged.
 A class-conditional model is scored with its marginal likelihood over classes (a uniform label
 prior): labels of the images are never used.
 """
@@ -47,13 +52,21 @@ from glowflow.errors import GlowflowError
 from glowflow.nn.model import GlowFlow
 from glowflow.nn.objective import bits_per_dim_levels, quantize
 from glowflow.ood.compression import CODECS, compressed_bits_per_dim
+from glowflow.ood.density import (
+    DEFAULT_BANDWIDTH,
+    DensityOfStates,
+    state_statistics,
+    statistic_names,
+)
 from glowflow.ood.metrics import aupr, auroc, detection_metrics, fpr_at_tpr
 
-__all__ = ["CODECS", "DEFAULT_TYPICALITY_M", "IN_DIST", "METHODS", "ImageScores", "OODError",
-           "Report", "TypicalityTest", "aupr", "auroc", "check_methods", "check_sets", "detect",
-           "detection_metrics", "fpr_at_tpr", "score_images"]  # fmt: skip
+__all__ = ["CODECS", "DEFAULT_BANDWIDTH", "DEFAULT_TYPICALITY_M", "IN_DIST", "METHODS",
+           "PER_IMAGE", "ImageScores", "OODError", "Report", "TypicalityTest", "aupr", "auroc",
+           "check_methods", "check_sets", "detect", "detection_metrics", "fpr_at_tpr",
+           "score_images"]  # fmt: skip
 
-METHODS = ("bpd", "complexity", "typicality")
+METHODS = ("bpd", "complexity", "dose", "typicality")
+PER_IMAGE = ("bpd", "complexity", "dose")  # the methods that score one image at a time
 DEFAULT_TYPICALITY_M = 10
 IN_DIST = "in-dist"  # the key of the in-distribution scores in Report.scores
 
@@ -214,13 +227,19 @@ class Report:
             ``fpr95``, ``unit`` (``image`` or ``batch``), ``n_in``, ``n_ood``, the mean score of
             each side, and for ``typicality`` ``m``, ``threshold``, ``reference_bpd`` and the
             rates flagged at the threshold (``tpr_at_threshold``, ``fpr_at_threshold``); for
+            ``dose`` the ``statistics`` it fits, ``bandwidth`` (the factor on Scott's rule),
+            ``kernel_scale``, ``n_fit``, and the ``threshold`` (the ``level`` quantile of the
+            calibration images' leave-one-out scores) with the rates flagged at it; for
             ``complexity`` the ``codec``.
         scores: ``scores[method][set]``, the scores each record was computed from (the
             in-distribution evaluation part under :data:`IN_DIST`), for plots.
-        calibration_index: which in-distribution images calibrated the typicality test (the
-            others are the evaluation part), in increasing order.
+        calibration_index: which in-distribution images calibrated the density of states and
+            the typicality test (the others are the evaluation part), in increasing order.
         n_evaluation: how many in-distribution images every method was judged on.
-        methods, m, calibration_fraction, seed, level: the settings :func:`detect` ran with.
+        density: the density of states fitted on the calibration part (``dose`` only), to score
+            new images with ``density.score(state_statistics(score_images(model, images)))``.
+        methods, m, calibration_fraction, seed, level, bandwidth: the settings :func:`detect`
+            ran with.
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -232,6 +251,8 @@ class Report:
     calibration_fraction: float = 0.5
     seed: int = 0
     level: float = 0.95
+    bandwidth: float = DEFAULT_BANDWIDTH
+    density: DensityOfStates | None = None
 
     @property
     def n_calibration(self) -> int:
@@ -246,6 +267,7 @@ def detect(
     calibration_fraction: float = 0.5,
     seed: int = 0,
     level: float = 0.95,
+    bandwidth: float = DEFAULT_BANDWIDTH,
 ) -> Report:
     """Judge each method on telling ``ood_sets`` from the held-out in-distribution images.
 
@@ -255,9 +277,11 @@ def detect(
         methods: some of :data:`METHODS`.
         m: images per batch of the typicality test.
         calibration_fraction: the share of ``in_dist`` (drawn at random with ``seed``) that
-            calibrates the typicality test; every method is judged on the rest.
+            fits the density of states and calibrates the typicality test; every method is
+            judged on the rest.
         seed: for the split and the batches.
-        level: the typicality threshold's quantile (its nominal in-distribution pass rate).
+        level: the thresholds' quantile (their nominal in-distribution pass rate).
+        bandwidth: the density of states' kernel width, a factor on Scott's rule.
 
     Raises:
         OODError: for unknown methods, empty sets, or a set too small for batches of ``m``.
@@ -273,20 +297,29 @@ def detect(
 
     report = Report(
         calibration_index=cal_index.tolist(), n_evaluation=n - n_cal, methods=list(methods), m=m,
-        calibration_fraction=calibration_fraction, seed=seed, level=level,
+        calibration_fraction=calibration_fraction, seed=seed, level=level, bandwidth=bandwidth,
     )  # fmt: skip
     for method in methods:
         extra: dict[str, Any] = {}
-        test = None
+        test = threshold = None
         if method == "typicality":
             test = TypicalityTest(m, level).fit(calibration.bpd, seed)
-            extra = {"m": m, "threshold": test.threshold, "reference_bpd": test.reference}
+            threshold = test.threshold
+            extra = {"m": m, "threshold": threshold, "reference_bpd": test.reference}
         elif method == "complexity":
             extra = {"codec": in_dist.codec}
-        inside = _method_scores(method, evaluation, test, seed)
+        elif method == "dose":
+            report.density = DensityOfStates(bandwidth).fit(state_statistics(calibration))
+            threshold = float(np.quantile(report.density.loo_scores().numpy(), level))
+            extra = {
+                "statistics": statistic_names(in_dist.level_bpd.shape[1], in_dist.codec),
+                "bandwidth": bandwidth, "kernel_scale": report.density.scale,
+                "n_fit": report.density.n_fit, "threshold": threshold,
+            }  # fmt: skip
+        inside = _method_scores(method, evaluation, test, seed, report.density)
         report.scores[method] = {IN_DIST: inside}
         for name, scores in ood_sets.items():
-            outside = _method_scores(method, scores, test, seed)
+            outside = _method_scores(method, scores, test, seed, report.density)
             report.scores[method][name] = outside
             record = {"ood": name, "method": method, **detection_metrics(inside, outside)}
             record.update(
@@ -297,9 +330,9 @@ def detect(
                 mean_score_ood=float(np.mean(outside)),
                 **extra,
             )
-            if test is not None:
-                record["tpr_at_threshold"] = float(np.mean(outside > test.threshold))
-                record["fpr_at_threshold"] = float(np.mean(inside > test.threshold))
+            if threshold is not None:
+                record["tpr_at_threshold"] = float(np.mean(outside > threshold))
+                record["fpr_at_threshold"] = float(np.mean(inside > threshold))
             report.records.append(record)
     return report
 
@@ -350,9 +383,15 @@ def check_sets(
 
 
 def _method_scores(
-    method: str, scores: ImageScores, test: TypicalityTest | None, seed: int
+    method: str,
+    scores: ImageScores,
+    test: TypicalityTest | None,
+    seed: int,
+    density: DensityOfStates | None,
 ) -> np.ndarray:
     """One method's scores of a set: per image, or per batch for the typicality test."""
     if test is not None:
         return test.statistics(scores.bpd, seed)
+    if method == "dose":
+        return density.score(state_statistics(scores)).numpy()
     return scores.per_image(method).numpy()

@@ -25,6 +25,7 @@ import torch
 
 from glowflow.data.datasets import dataset_name
 from glowflow.files import atomic_write_text
+from glowflow.ood.density import state_statistics
 from glowflow.ood.detection import IN_DIST, ImageScores, Report
 from glowflow.viz import plot_score_histograms
 
@@ -38,6 +39,7 @@ RESULTS_FILE, SCORES_FILE, HISTOGRAMS_FILE = "results.json", "scores.csv", "hist
 SCORE_LABELS = {
     "bpd": "bits/dim",
     "complexity": "bits/dim - codec bits/dim",
+    "dose": "-log density of the image's level and codec bits/dim",
     "typicality": "|batch mean bits/dim - reference|",
 }
 
@@ -94,9 +96,10 @@ def results_record(
         ``checkpoint``; ``in_dist`` (``spec``, ``name``, ``n``, ``n_calibration``,
         ``n_evaluation``, ``mean_bpd``, ``mean_compressed_bpd``); ``ood_sets`` (per set ``name``,
         ``spec``, ``n``, ``mean_bpd``, ``mean_compressed_bpd``); the settings ``methods``,
-        ``codec``, ``typicality_m``, ``calibration_fraction``, ``seed``, ``image_size``, ``pad``,
-        ``limit``; the conventions ``positive_class`` and ``higher_score_means``; and
-        ``results``, the report's records with every non-finite number as ``None``.
+        ``codec``, ``typicality_m``, ``dose_bandwidth``, ``calibration_fraction``, ``seed``,
+        ``level``, ``image_size``, ``pad``, ``limit``; the conventions ``positive_class`` and
+        ``higher_score_means``; and ``results``, the report's records with every non-finite
+        number as ``None``.
 
     Raises:
         ValueError: when ``ood_specs`` and ``ood_sets`` differ in length.
@@ -115,7 +118,9 @@ def results_record(
             for (name, scores), spec in zip(ood_sets.items(), ood_specs)
         ],
         "methods": list(report.methods), "codec": in_dist.codec, "typicality_m": report.m,
+        "dose_bandwidth": report.bandwidth,
         "calibration_fraction": report.calibration_fraction, "seed": report.seed,
+        "level": report.level,
         "image_size": image_size, "pad": pad, "limit": limit,
         "positive_class": "ood", "higher_score_means": "more likely OOD",
         "results": [{k: _json_number(v) for k, v in r.items()} for r in report.records],
@@ -161,6 +166,9 @@ def detection_rows(
     """The per-image rows of every set of a detection (``scores.csv`` of ``glowflow ood``):
     the in-distribution images first, with ``set`` :data:`~glowflow.ood.detection.IN_DIST` and
     ``part`` ``calibration`` or ``evaluation``, then each OOD set's, with ``part`` ``ood``.
+    Beside the columns of :func:`score_rows`, a ``dose`` column where the report fitted a
+    density of states: a calibration image's is its leave-one-out score (the density of the
+    other calibration images), every other image's its score under the fitted density.
 
     ``labels``: set name (``IN_DIST`` for the in-distribution set) -> its images' labels, for
     a ``label`` column where a set has them.
@@ -171,8 +179,21 @@ def detection_rows(
         {**row, "part": "calibration" if row["index"] in calibration else "evaluation"}
         for row in score_rows(in_dist, labels.get(IN_DIST), {"set": IN_DIST})
     ]
+    density = report.density
+    if density is not None:
+        stats = state_statistics(in_dist)
+        dose = density.score(stats)
+        fitted = torch.tensor(report.calibration_index, dtype=torch.long)
+        fitted = fitted[torch.isfinite(stats[fitted]).all(1)]  # the rows the density holds
+        dose[fitted] = density.loo_scores()
+        for row, value in zip(rows, dose.tolist()):
+            row["dose"] = value
     for name, scores in ood_sets.items():
-        rows += score_rows(scores, labels.get(name), {"set": name, "part": "ood"})
+        extra = score_rows(scores, labels.get(name), {"set": name, "part": "ood"})
+        if density is not None:
+            for row, value in zip(extra, density.score(state_statistics(scores)).tolist()):
+                row["dose"] = value
+        rows += extra
     return rows
 
 
@@ -206,7 +227,8 @@ def save_histograms(
         method: {in_label if k == IN_DIST else k: v for k, v in sets.items()}
         for method, sets in report.scores.items()
     }
-    return plot_score_histograms(shown, aurocs, SCORE_LABELS, Path(out), thresholds, title)
+    return plot_score_histograms(shown, aurocs, SCORE_LABELS, Path(out), thresholds, title,
+                                 log_scale=("dose",))  # fmt: skip
 
 
 def write_detection(

@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_one_line_error, main_in_process
 from PIL import Image
 
-METHODS = {"bpd", "complexity", "typicality"}
+METHODS = {"bpd", "complexity", "dose", "typicality"}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,10 @@ def test_ood_reports_every_method_and_writes_its_files(sets, tmp_path):
         assert 0 <= x["auroc"] <= 1 and 0 <= x["aupr"] <= 1 and 0 <= x["fpr95"] <= 1
         assert x["auroc"] > 0.95  # white backgrounds are far from any digit the model saw
         assert ("m" in x) == (x["method"] == "typicality")
+        assert ("threshold" in x) == (x["method"] in ("dose", "typicality"))
     assert next(x for x in records if x["method"] == "typicality")["m"] == 5
+    dose = next(x for x in records if x["method"] == "dose")
+    assert dose["n_fit"] == 50 and dose["bandwidth"] == 1.0 and results["dose_bandwidth"] == 1.0
     assert results["in_dist"]["n_calibration"] == 50 and results["in_dist"]["n_evaluation"] == 50
     assert "inverted" in r.stdout and "AUROC" in r.stdout  # the table
     assert Image.open(out / "histograms.png").size[0] > 600
@@ -107,6 +110,26 @@ def test_ood_reports_every_method_and_writes_its_files(sets, tmp_path):
     assert len(rows) == 100 + 60 + 60
     parts = [row["part"] for row in rows if row["set"] == "in-dist"]
     assert parts.count("calibration") == 50 and parts.count("evaluation") == 50
+    # a dose column for every image; the OOD images score above the in-distribution ones
+    dose = {part: [float(r["dose"]) for r in rows if r["part"] == part]
+            for part in ("calibration", "evaluation", "ood")}  # fmt: skip
+    assert min(dose["ood"]) > np.median(dose["evaluation"])
+    assert "dose" in r.stdout
+
+
+def test_ood_takes_the_dose_bandwidth_and_refuses_a_bad_one(sets, tmp_path):
+    out = tmp_path / "ood"
+    r = main_in_process("ood", "--checkpoint", "mnist", "--in-dist", sets["digits"],
+                        "--ood", sets["inverted"], "--methods", "dose", "--dose-bandwidth",
+                        "0.5", "--out", out, "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (record,) = json.loads((out / "results.json").read_text())["results"]
+    assert record["method"] == "dose" and record["bandwidth"] == 0.5
+    assert record["kernel_scale"] == pytest.approx(0.5 * 50 ** (-1 / 7))  # 2 levels + the codec
+    r = main_in_process("ood", "--checkpoint", "mnist", "--in-dist", sets["digits"],
+                        "--ood", sets["inverted"], "--dose-bandwidth", "-1", "--out", out,
+                        "--no-progress")  # fmt: skip
+    assert_one_line_error(r, "--dose-bandwidth", "not a positive number")
 
 
 @pytest.mark.parametrize(

@@ -51,8 +51,8 @@ def test_the_results_record_holds_the_sets_the_settings_and_the_records():
         ood_specs=["npz:other/digits.npz"], image_size=32, pad=2, limit=None,
     )  # fmt: skip
     assert list(record) == [
-        "checkpoint", "in_dist", "ood_sets", "methods", "codec", "typicality_m",
-        "calibration_fraction", "seed", "image_size", "pad", "limit", "positive_class",
+        "checkpoint", "in_dist", "ood_sets", "methods", "codec", "typicality_m", "dose_bandwidth",
+        "calibration_fraction", "seed", "level", "image_size", "pad", "limit", "positive_class",
         "higher_score_means", "results",
     ]  # fmt: skip
     assert record["checkpoint"] == "mnist"

@@ -6,12 +6,14 @@ import json
 
 import pytest
 import torch
-from conftest import assert_one_line_error, main_in_process, small_config
+from conftest import assert_one_line_error, main_in_process, randomize_, small_config
 
 from glowflow.config import ConfigError
 from glowflow.hub.load import load_model
+from glowflow.nn.model import GlowFlow
 from glowflow.train.launch import train_config
 from glowflow.train.trainer import Trainer
+from glowflow.train.warmstart import widen_state
 
 
 @pytest.fixture
@@ -56,8 +58,8 @@ def test_the_architecture_comes_from_the_source_unless_given(digits_npz, source_
 
 
 def test_a_source_that_is_another_model_is_refused(digits_npz, source_run, tmp_path):
-    cfg = small_config(digits_npz, init_from=str(source_run), hidden_channels=16)
-    with pytest.raises(ConfigError, match="hidden_channels 8 there, 16 here"):
+    cfg = small_config(digits_npz, init_from=str(source_run), hidden_channels=4)
+    with pytest.raises(ConfigError, match="hidden_channels 8 there, 4 here"):
         Trainer(cfg, tmp_path / "b")
     result = main_in_process(
         "train", "--dataset", f"npz:{digits_npz}", "--init-from", source_run, "--depth", "2",
@@ -76,3 +78,36 @@ def test_a_resumed_run_keeps_its_own_weights_not_the_sources(digits_npz, source_
     assert resumed.step == 3
     for name, value in saved.items():
         assert torch.equal(resumed.model.state_dict()[name].float(), value.float()), name
+
+
+@pytest.mark.parametrize("coupling", ["affine", "additive"])
+def test_a_widened_model_computes_exactly_what_its_source_does(coupling):
+    torch.manual_seed(0)
+    source = GlowFlow(image_shape=(2, 8, 8), levels=2, depth=2, hidden_channels=6,
+                      coupling=coupling).double()  # fmt: skip
+    source.initialize(torch.rand(16, 2, 8, 8, dtype=torch.float64) - 0.5)
+    randomize_(source, 0.05)  # trained-looking: no zero last layer, no identity actnorm
+    wide = GlowFlow(image_shape=(2, 8, 8), levels=2, depth=2, hidden_channels=10,
+                    coupling=coupling).double()  # fmt: skip
+    wide.load_state_dict(widen_state(source.state_dict(), 10, torch.Generator().manual_seed(1)))
+    source.eval(), wide.eval()
+    x = torch.rand(5, 2, 8, 8, dtype=torch.float64) - 0.5
+    torch.testing.assert_close(wide.log_prob(x), source.log_prob(x), rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(wide.encode(x), source.encode(x), rtol=1e-12, atol=1e-12)
+    # the new units are live: they take inputs (so training moves their zero outgoing weights)
+    net = wide.levels[0].steps[0].coupling.net
+    assert net.conv1.weight[6:].abs().min() > 0 and net.norm2.logs[:, 6:].abs().sum() > 0
+    assert net.out.conv.weight[:, 6:].abs().max() == 0
+    wide.train()
+    wide.log_prob(x).mean().backward()
+    assert net.out.conv.weight.grad[:, 6:].abs().max() > 0
+
+
+def test_a_wider_run_starts_from_the_narrower_sources_likelihood(digits_npz, source_run, tmp_path):
+    source = load_model(source_run, ema=True).model.eval()
+    trainer = Trainer(small_config(digits_npz, init_from=str(source_run), hidden_channels=12,
+                                   steps=1), tmp_path / "w")  # fmt: skip
+    assert trainer.model.config.hidden_channels == 12
+    x = torch.rand(4, *source.config.image_shape) - 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.model.eval().log_prob(x), source.log_prob(x))
