@@ -2,9 +2,8 @@
 # Rebuilds the bundled fashion-mnist model (glowflow/models/fashion-mnist) and the
 # out-of-distribution figures in docs/ood/: splits the Fashion-MNIST training set (the first
 # 55,000 images to train on, the last 5,000 held out), trains for 80 minutes on a 2-core CPU,
-# exports the model with its held-out bits/dim and a gallery, renders two sets of letters from
-# the installed fonts, and runs glowflow ood in both directions (Fashion-MNIST model against
-# MNIST digits and letters; the bundled MNIST model against Fashion-MNIST and letters).
+# exports the model with its held-out bits/dim and a gallery, and makes the OOD figures
+# (docs/make_ood.sh).
 # Usage: bash docs/make_fashion_mnist.sh PATH/TO/shared/data WORK_DIR
 # Needs Debian's dataset-fashion-mnist and the font packages below (apt-get install them).
 set -euo pipefail
@@ -51,28 +50,5 @@ held-out images (never trained on)." --pad 2
 glowflow sample --checkpoint fashion-mnist --seeds 0-63 --temperature 0.7 \
     --out docs/pretrained/fashion-mnist_samples.png
 
-# Letters set in type, MNIST-style (28x28, centre of mass centred): Latin, and other scripts.
-python tools/render_glyphs.py letters "$work/letters.npz"
-python tools/render_glyphs.py alphabets "$work/alphabets.npz"
-
-# In-distribution sets: images the models never trained on. Each set is zero-padded to the size
-# of the model that scores it (32x32 for fashion-mnist; the mnist model takes 28x28 as it is).
-run_ood() {  # NAME CODEC ARGS...
-    local name=$1 codec=$2
-    shift 2
-    glowflow ood --codec "$codec" --no-progress --out "$work/ood_${name}_$codec" "$@"
-    mkdir -p "docs/ood/$name-$codec"
-    cp "$work/ood_${name}_$codec/results.json" "$work/ood_${name}_$codec/histograms.png" \
-        "docs/ood/$name-$codec/"  # scores.csv (one row per image) stays in the work folder
-}
-for codec in png webp; do
-    run_ood fashion-mnist $codec --checkpoint fashion-mnist \
-        --in-dist "mnist:$fm/t10k-images-idx3-ubyte.gz" --ood mnist-mini \
-        --ood "npz:$work/letters.npz" --ood "npz:$work/alphabets.npz"
-    run_ood mnist $codec --checkpoint mnist --in-dist "npz:$work/mnist_heldout.npz" \
-        --ood "mnist:$fm/t10k-images-idx3-ubyte.gz" --ood "npz:$work/letters.npz" \
-        --ood "npz:$work/alphabets.npz"
-done
-python tools/ood_table.py docs/ood/fashion-mnist-png/results.json \
-    docs/ood/fashion-mnist-webp/results.json docs/ood/mnist-png/results.json \
-    docs/ood/mnist-webp/results.json --readme README.md
+# The out-of-distribution figures of this model, of the MNIST model and of the faces model.
+bash docs/make_ood.sh "$data" "$work"

@@ -99,8 +99,9 @@ def plot_score_histograms(
         thresholds: method -> a threshold drawn as a dashed line.
         title: a line above the panels.
         log_scale: methods whose scores span orders of magnitude (a negative log density grows
-            with the square of a distance): their axis is symmetric-logarithmic, their bins
-            even on it, and each bar the share of its set's images.
+            with the square of a distance): their scores are shifted to start at 0 (the axis
+            label says by how much), their axis is logarithmic beyond 1 and linear below, their
+            bins even on it, and each bar the share of its set's images.
     """
     methods = list(scores)
     fig = new_figure(5.2 * len(methods), 3.8)
@@ -110,26 +111,28 @@ def plot_score_histograms(
         logged = method in log_scale
         finite = np.concatenate([v[np.isfinite(v)] for v in sets.values()])
         lo, hi = np.quantile(finite, [0.001, 0.999]) if finite.size else (0.0, 1.0)
-        if logged:  # even on the axis: sign(v) log10(1 + |v|)
-            ends = np.sign([lo, hi]) * np.log10(1 + np.abs([lo, hi]))
-            even = np.linspace(ends[0], ends[1] + 1e-9, 60)
-            bins = np.sign(even) * (10 ** np.abs(even) - 1)
+        shift = -lo if logged else 0.0
+        if logged:  # from 0, even on the axis: log10(1 + v)
+            lo, hi = 0.0, hi + shift
+            bins = 10 ** np.linspace(0, np.log10(1 + hi) + 1e-9, 60) - 1
         else:
             bins = np.linspace(lo, hi + 1e-9, 60)
         for i, (name, values) in enumerate(sets.items()):
             label = name if i == 0 else f"{name} (AUROC {aurocs[(method, name)]:.3f})"
-            clipped = np.clip(values[np.isfinite(values)], lo, hi)
+            clipped = np.clip(values[np.isfinite(values)] + shift, lo, hi)
             weights = np.full(clipped.size, 1 / max(clipped.size, 1)) if logged else None
             ax.hist(clipped, bins=bins, density=not logged, weights=weights,
                     histtype="step" if i else "stepfilled", alpha=0.45 if i == 0 else 1.0,
                     lw=1.5, label=label)  # fmt: skip
         if thresholds and method in thresholds:
-            ax.axvline(thresholds[method], color="k", ls="--", lw=1, label="threshold")
+            ax.axvline(thresholds[method] + shift, color="k", ls="--", lw=1, label="threshold")
+        xlabel = labels.get(method, method)
         if logged:
             ax.set_xscale("symlog", linthresh=1.0)
             ax.set_xlim(bins[0], bins[-1])
+            xlabel += f" {'+' if shift >= 0 else '-'} {abs(shift):.3g}"
         ax.set_title(method)
-        ax.set_xlabel(labels.get(method, method))
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("share of images" if logged else "density")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -3,7 +3,8 @@
     python tools/ood_table.py docs/ood/*/results.json --readme README.md
 
 prints one markdown table (a row per model, OOD set and method; from a run with another codec
-than PNG only its complexity rows, the others being the same) and, with ``--readme``,
+than PNG only the rows of the methods that use the codec, complexity and dose, the others being
+the same) and, with ``--readme``,
 replaces the text between the README's ``<!-- ood-table -->`` and ``<!-- /ood-table -->``
 markers with it, so that every figure there comes from a committed result file.
 """
@@ -32,12 +33,14 @@ def table(results: list[dict]) -> str:
         sizes = {s["name"]: s["n"] for s in res["ood_sets"]}
         for r in res["results"]:
             method = r["method"]
-            if res["codec"] != "png" and method != "complexity":
+            if res["codec"] != "png" and method not in ("complexity", "dose"):
                 continue
             if method == "typicality":
                 method += f", M={r['m']}"
             elif method == "complexity":
                 method += f" ({r['codec'].upper()})"
+            elif method == "dose":
+                method = f"**dose** ({res['codec'].upper()})"
             lines.append(
                 f"| `{res['checkpoint']}` | {inside} | {r['ood']} ({sizes[r['ood']]:,}) | "
                 f"{method} | {r['auroc']:.3f} | {r['aupr']:.3f} | {r['fpr95']:.3f} |"
