@@ -24,12 +24,12 @@ Implementations, each in fresh processes that take turns, on ``--threads`` threa
 
 Each process builds its model, warms up, then times ``--calls`` calls of each operation in turn;
 the figures pool every call of every process of an implementation. Writes the JSON record and
-regenerates the README's table between its markers:
+regenerates the table of docs/performance.md between its markers:
 
     python benchmarks/bench_latency.py --peers-root /tmp/peers \\
-        --out benchmarks/results/latency.json --readme README.md
+        --out benchmarks/results/latency.json --readme docs/performance.md
 
-``--from-record JSON --readme README.md`` writes the table of a committed record again.
+``--from-record JSON --readme docs/performance.md`` writes the table of a committed record again.
 """
 
 from __future__ import annotations
@@ -308,8 +308,8 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def table(record: dict) -> str:
-    """The README's table: p50 / p95 milliseconds, and how far glowflow's fastest batch-1
-    decode is ahead of the fastest other implementation's."""
+    """The table of docs/performance.md: p50 / p95 milliseconds, and how far glowflow's
+    fastest batch-1 decode is ahead of the fastest other implementation's."""
     lines = [f"{machine_line(record['machine'])}; glowflow {record['glowflow']}; "
              f"{record['config']['processes']} fresh processes of {record['config']['calls']} "
              f"calls each, taking turns.", "",
@@ -351,7 +351,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--only", default=",".join(IMPLEMENTATIONS))
     p.add_argument("--out", type=Path, help="write the JSON record here")
-    p.add_argument("--readme", type=Path, help="regenerate this README's latency table")
+    p.add_argument("--readme", type=Path, help="regenerate the latency table of this page")
     p.add_argument("--from-record", type=Path, metavar="JSON",
                    help="measure nothing: write this record's table (to --readme)")  # fmt: skip
     p.add_argument(SINGLE, help=argparse.SUPPRESS)

@@ -18,8 +18,8 @@ not new data: the point is the count). For each store it measures, with the defa
   gets its median.
 
 Prints the machine, a table and the JSON that ``--out`` saves;
-``--readme README.md --record benchmarks/results/store.json`` writes that record's table between
-the README's ``<!-- store-table -->`` markers.
+``--readme docs/training.md --record benchmarks/results/store.json`` writes that record's table
+between the ``<!-- store-table -->`` markers of docs/training.md.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def child_pids() -> list[int]:
     return found
 
 
-MARKER = "store-table"  # the README's <!-- store-table --> ... <!-- /store-table -->
+MARKER = "store-table"  # docs/training.md's <!-- store-table --> ... <!-- /store-table -->
 COLUMNS = {
     "images": "images", "prepare_s": "prepare s", "startup_s": "start-up s",
     "one_step_run_s": "1-step run s", "one_process_peak_rss_mb": "peak RSS MB, 1 process",
@@ -95,7 +95,7 @@ COLUMNS = {
 
 
 def table(record: dict) -> str:
-    """The record as the README's markdown table, with the machine and the goals under it."""
+    """The record as a markdown table, with the machine and the goals under it."""
     lines = ["| data | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, row in record["rows"].items():
         cells = [f"{row[c]:,.2f}" if isinstance(row.get(c), float) else f"{row.get(c, ''):,}"
@@ -153,7 +153,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mnist", type=Path, help="mnist_train.npz (60,000 digits)")
     p.add_argument("--work", type=Path, help="a folder with room for about 2.5 GB")
     p.add_argument("--out", type=Path)
-    p.add_argument("--readme", type=Path, help="write the table of --record into this README")
+    p.add_argument("--readme", type=Path, help="write the table of --record into this page")
     p.add_argument("--record", type=Path, help="with --readme: a saved result to show")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--rounds", type=int, default=5, help="turns of the steps-per-second runs")

@@ -1,8 +1,8 @@
-"""The README's comparison with the ports, generated from a committed benchmark record.
+"""The comparison with the ports, generated from a committed benchmark record.
 
-    python benchmarks/speed_table.py benchmarks/results/ports.json --readme README.md
+    python benchmarks/speed_table.py benchmarks/results/ports.json --readme docs/performance.md
 
-prints the table and, with ``--readme``, replaces the text between the README's
+prints the table and, with ``--readme``, replaces the text between the page's
 ``<!-- ports-table -->`` and ``<!-- /ports-table -->`` markers with it, so that every figure
 there comes from the record (and the record names the command that made it).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import write_between_markers
 
-MARKER = "ports-table"  # the README's <!-- ports-table --> ... <!-- /ports-table -->
+MARKER = "ports-table"  # docs/performance.md's <!-- ports-table --> ... <!-- /ports-table -->
 NAMES = {
     "glowflow": "glowflow",
     "glowflow-ms": "glowflow, memory saving",

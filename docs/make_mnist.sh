@@ -5,7 +5,7 @@
 # the held-out figure and, for the record only, the official test set's (single draw, and
 # importance-weighted over 8 draws), beside the published results in docs/mnist/published.md.
 # The test set is never used to train, choose or tune anything; the held-out digits are the run's
-# validation set. The OOD rows of the README follow from docs/make_fashion_mnist.sh.
+# validation set. The OOD figures (docs/ood.md) follow from docs/make_ood.sh.
 # Usage: bash docs/make_mnist.sh PATH/TO/shared/data WORK_DIR
 set -euo pipefail
 data=$1

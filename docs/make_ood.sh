@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The out-of-distribution figures in docs/ood/ and the README's table: renders two sets of
+# The out-of-distribution figures in docs/ood/ and the table of docs/ood.md: renders two sets of
 # letters from the installed fonts, chooses the single-image method on held-out *training*
 # images (docs/ood/candidates-*.json), then runs glowflow ood with its default methods for the
 # two glyph models in both directions (the Fashion-MNIST model against MNIST digits, letters and
@@ -67,4 +67,4 @@ run_ood celeba64 png --checkpoint celeba64 --in-dist "npz:$work/faces_heldout.np
 
 python tools/ood_table.py docs/ood/fashion-mnist-png/results.json \
     docs/ood/fashion-mnist-webp/results.json docs/ood/mnist-png/results.json \
-    docs/ood/mnist-webp/results.json docs/ood/celeba64-png/results.json --readme README.md
+    docs/ood/mnist-webp/results.json docs/ood/celeba64-png/results.json --readme docs/ood.md

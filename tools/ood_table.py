@@ -1,11 +1,11 @@
-"""The README's out-of-distribution table, generated from ``glowflow ood`` result files.
+"""The out-of-distribution table of docs/ood.md, generated from ``glowflow ood`` result files.
 
-    python tools/ood_table.py docs/ood/*/results.json --readme README.md
+    python tools/ood_table.py docs/ood/*/results.json --readme docs/ood.md
 
 prints one markdown table (a row per model, OOD set and method; from a run with another codec
 than PNG only the rows of the methods that use the codec, complexity and dose, the others being
 the same) and, with ``--readme``,
-replaces the text between the README's ``<!-- ood-table -->`` and ``<!-- /ood-table -->``
+replaces the text between the page's ``<!-- ood-table -->`` and ``<!-- /ood-table -->``
 markers with it, so that every figure there comes from a committed result file.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import write_between_markers  # noqa: E402
 
-MARKER = "ood-table"  # the README's <!-- ood-table --> ... <!-- /ood-table -->
+MARKER = "ood-table"  # docs/ood.md's <!-- ood-table --> ... <!-- /ood-table -->
 
 
 def table(results: list[dict]) -> str:

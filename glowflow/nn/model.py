@@ -80,10 +80,10 @@ class GlowFlow(nn.Module):
     level 1's, ..., then the top latent; each block is one level's ``(C_l, H_l, W_l)`` tensor
     flattened in C-order. :meth:`latent_shapes` lists those shapes.
 
-    Args:
-        image_shape, levels, depth, hidden_channels, coupling, permutation, learn_top,
-        num_classes, n_bits, memory_saving, memory_format: see :class:`GlowConfig`. Use
-        :meth:`from_config` to build from one.
+    The arguments (``image_shape``, ``levels``, ``depth``, ``hidden_channels``, ``coupling``,
+    ``permutation``, ``learn_top``, ``num_classes``, ``n_bits``, ``memory_saving``,
+    ``memory_format``) are the fields of :class:`GlowConfig`, which says what each means. Use
+    :meth:`from_config` to build from one.
 
     :class:`glowflow.Glow` is this flow with the methods that load and save it
     (``from_pretrained``, ``save_pretrained``, ``push_to_hub``).

@@ -90,7 +90,9 @@ def results_record(
         checkpoint: how the model was named (a run folder, a bundled name, hf:user/repo, ...).
         in_spec: the in-distribution data set's spec.
         ood_specs: each OOD set's spec, in the order of ``ood_sets``.
-        image_size, pad, limit: the data options the sets were loaded with, as recorded.
+        image_size: the data option the sets were loaded with, as recorded.
+        pad: likewise.
+        limit: likewise.
 
     Returns:
         ``checkpoint``; ``in_dist`` (``spec``, ``name``, ``n``, ``n_calibration``,

@@ -295,8 +295,9 @@ assert not any(m.split(".")[0] in ("torch", "glowflow") for m in sys.modules)
 
 
 def readme_block(marker: str) -> str:
-    """The README's Python block that starts with the line ``marker``."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    """The Python block of the export page (docs/export.md) that starts with the line
+    ``marker``."""
+    readme = (Path(__file__).parents[2] / "docs" / "export.md").read_text(encoding="utf-8")
     start = readme.index(f"```python\n{marker}\n") + len("```python\n")
     return readme[start : readme.index("```", start)]
 
@@ -304,7 +305,7 @@ def readme_block(marker: str) -> str:
 def test_the_readmes_torch_free_script_smiles_a_face_with_onnxruntime_alone(
     bundled_export, tmp_path
 ):
-    """The README's script, run as written with torch and glowflow unimportable, on a held-out
+    """The export page's script, run as written with torch and glowflow unimportable, on a held-out
     face: it prints the face's bits/dim and saves the face less smiling, as it is (exactly, at
     the model's 5 bits) and more smiling, as PyTorch's own edit gives them."""
     import subprocess
