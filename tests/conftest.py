@@ -3,9 +3,12 @@ parameter randomisation, small real data, and running the command line in-proces
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -297,3 +300,31 @@ def tiny_explorer(**kw):
         return Explorer(model.eval(), directions, gallery, checkpoint="tiny", **kw)
     finally:
         torch.set_default_dtype(old)
+
+
+# Debian's chromium and chromium-driver, for the tests that drive a real browser
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+NO_BROWSER = "no headless browser: apt-get install chromium chromium-driver"
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    """A Selenium driver of headless Chromium in a throwaway profile, quit on leaving."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = BROWSER
+    profile = tempfile.mkdtemp(prefix="glowflow-chromium-")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
+                 f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
