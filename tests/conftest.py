@@ -4,8 +4,11 @@ parameter randomisation, small real data, and running the command line in-proces
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
+import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -328,3 +331,64 @@ def headless_chromium():
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# --- data sets in their standard on-disk formats, small -------------------------------------
+def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+def make_mnist(
+    folder: Path, n: int = 6, split: str = "train", style: str = "gz", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    x = rng_images((n, 28, 28), seed)
+    y = np.arange(n, dtype=np.uint8) % 10
+    sep = "." if style == "dot" else "-"
+    ext = ".gz" if style == "gz" else ""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_idx(folder / f"{split}-images{sep}idx3-ubyte{ext}", x, 2051)
+    write_idx(folder / f"{split}-labels{sep}idx1-ubyte{ext}", y, 2049)
+    return x, y
+
+
+CIFAR_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+
+
+def write_pickle(path: Path, obj: object, protocol: int = 2) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+
+
+def make_cifar(folder: Path, sizes: dict[str, int], protocol: int = 2) -> dict[str, np.ndarray]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for seed, (name, n) in enumerate(sizes.items()):
+        data = rng_images((n, 3072), seed)
+        batch = {
+            b"batch_label": f"{name} of 5".encode(),
+            b"labels": [(seed + i) % 10 for i in range(n)],
+            b"data": data,
+            b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+        }
+        write_pickle(folder / name, batch, protocol)
+        out[name] = data
+    meta = {b"label_names": [c.encode() for c in CIFAR_NAMES], b"num_vis": 3072}
+    write_pickle(folder / "batches.meta", meta, protocol)
+    return out
