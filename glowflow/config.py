@@ -64,7 +64,7 @@ def _flag(value: Any, what: str) -> None:
         raise ConfigError(f"{what} must be true or false, got {_shown(value)}")
 
 
-#: Bounds of :class:`GlowConfig`'s sizes. Every real model lies far inside them (the paper's
+#: Bounds of ``GlowConfig``'s sizes. Every real model lies far inside them (the paper's
 #: largest is 3x256x256 with 6 levels, depth 48 and width 512). A config read from a file is
 #: checked against its weights' shapes before the model is built (glowflow.hub.shapes, on the
 #: meta device: no memory), and these bounds keep that check to seconds.
@@ -78,12 +78,12 @@ MAX_CLASSES = 100_000
 
 @dataclass(frozen=True)
 class GlowConfig:
-    """Everything needed to build a :class:`glowflow.Glow`; saved inside every checkpoint.
+    """Everything needed to build a ``glowflow.Glow``; saved inside every checkpoint.
 
     Every field is checked when a config is made, by type and by bounds, with a one-line
-    :class:`ConfigError` naming the field, the value and what is allowed: the sizes must be
+    ``ConfigError`` naming the field, the value and what is allowed: the sizes must be
     whole numbers (an ``int``; not a bool, nor a float such as ``2.5`` or ``1e10``), the options
-    strings of their vocabularies and the flags bools. The bounds (:data:`MAX_IMAGE_SIDE` etc.)
+    strings of their vocabularies and the flags bools. The bounds (``MAX_IMAGE_SIDE`` etc.)
     hold every real model with room to spare, so that a config read from a file cannot ask
     for an absurd model:
 
@@ -204,7 +204,7 @@ MAX_AUTO_LEVELS = 3
 
 
 def auto_levels(image_shape: tuple[int, int, int]) -> int:
-    """As many levels as the image size allows, up to :data:`MAX_AUTO_LEVELS`: 3 at 32x32, 2 at
+    """As many levels as the image size allows, up to ``MAX_AUTO_LEVELS``: 3 at 32x32, 2 at
     MNIST's 28x28 (28 -> 14 -> 7), 1 at 14x14."""
     _, h, w = image_shape
     levels = 1
@@ -234,7 +234,7 @@ MODEL_OPTIONS = tuple(
 class TrainConfig:
     """Everything a training run depends on; saved as ``config.json`` in the run folder.
 
-    The model fields (:data:`MODEL_OPTIONS`) mean what they mean in :class:`GlowConfig`; their
+    The model fields (``MODEL_OPTIONS``) mean what they mean in ``GlowConfig``; their
     defaults here are the tuned 5-minute CPU run on mnist-mini: a small, fast flow takes many
     more steps in a fixed time, which beats a wider one (see docs/default_run.md).
     """
@@ -354,13 +354,13 @@ class TrainConfig:
 
 
 def _model_part(name: str) -> dict[str, Any]:
-    """The training options that :data:`PRESETS` ``name`` fixes."""
+    """The training options that ``PRESETS`` ``name`` fixes."""
     return {option: getattr(PRESETS[name], option) for option in MODEL_OPTIONS}
 
 
 _PAPER = dict(optimizer="adamax", lr=1e-3, batch_size=64, ema_decay=0.999)
 #: Named training setups. ``cifar10`` etc. follow the paper and its code (Adamax, lr 1e-3,
-#: batch 64, warm-up over about 10 epochs); the model part is :data:`PRESETS`'.
+#: batch 64, warm-up over about 10 epochs); the model part is ``PRESETS``'.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "cifar10": {**_model_part("cifar10"), **_PAPER, "warmup_steps": 7800},
     "imagenet32": {**_model_part("imagenet32"), **_PAPER, "warmup_steps": 20000},

@@ -1,7 +1,7 @@
 """The one type of user mistake.
 
 Everything a user can cause and fix (a wrong option, a missing or damaged file, a folder that
-cannot be written) is raised as a :class:`GlowflowError` or one of its subclasses, with a
+cannot be written) is raised as a ``GlowflowError`` or one of its subclasses, with a
 one-line message that names the problem and the fix. The command line turns exactly these into
 that line and exit code 2; any other exception is a bug and keeps its traceback.
 """

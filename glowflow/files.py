@@ -1,7 +1,7 @@
 """Writing files so that a crash never leaves half of one, and reading the format stamps of
 the files glowflow writes (checkpoints, stores, pretrained folders).
 
-Every file a command writes goes through :func:`atomic_write`: a temporary file in the same
+Every file a command writes goes through ``atomic_write``: a temporary file in the same
 folder, flushed to disk, then renamed over the old one and the folder flushed too, so a crash,
 Ctrl-C or power loss leaves either the old file or the new one; a writer killed mid-write leaves
 a temporary file that the next write of that file removes.
@@ -62,7 +62,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
     """A new, empty ``.NAME.RANDOM.tmp`` beside ``path``, open for writing and locked
-    (``flock``) for as long as its writer lives: the lock is how :func:`_remove_stale_temporaries`
+    (``flock``) for as long as its writer lives: the lock is how ``_remove_stale_temporaries``
     tells a live writer's file from one a killed writer left, on this machine or another
     (a container that restarts comes back with another host name and the same pids).
 
@@ -136,12 +136,12 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, see :func:`atomic_write`."""
+    """Write ``data`` to ``path`` atomically, see ``atomic_write``."""
     atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically, see :func:`atomic_write`."""
+    """Write ``text`` (UTF-8) to ``path`` atomically, see ``atomic_write``."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -151,7 +151,7 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Non
 
 
 def atomic_save(path: str | Path, obj: Any) -> None:
-    """``torch.save`` ``obj`` to ``path`` atomically, see :func:`atomic_write`."""
+    """``torch.save`` ``obj`` to ``path`` atomically, see ``atomic_write``."""
     import torch  # only the callers that save tensors pay for it
 
     atomic_write(path, lambda f: torch.save(obj, f))

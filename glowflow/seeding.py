@@ -20,7 +20,7 @@ def eval_generator(seed: int, batch: int, draw: int = 0) -> torch.Generator:
     """The dequantisation noise of evaluation batch ``batch``, draw ``draw``: draw 0 is the one
     single-draw figures use (``generator(seed, batch, EVAL)``); each further draw of an
     importance-weighted estimate gets a seed of its own, spread far from those of
-    :func:`generator` by a large odd factor."""
+    ``generator`` by a large odd factor."""
     if draw == 0:
         return generator(seed, batch, EVAL)
     base = seed * 1_000_003 + batch * 3 + EVAL

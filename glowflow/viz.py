@@ -92,7 +92,7 @@ def plot_score_histograms(
     """One panel per method: histograms of the in-distribution and each OOD set's scores.
 
     Args:
-        scores: ``scores[method][set]`` as in :class:`glowflow.ood.detection.Report`; the
+        scores: ``scores[method][set]`` as in ``glowflow.ood.detection.Report``; the
             first set of each method is the in-distribution one.
         aurocs: ``(method, set) -> AUROC``, shown in the legend.
         labels: method -> the axis label of its score.

@@ -1,7 +1,7 @@
 """The ``glowflow`` command line: parses arguments and dispatches to one module per command.
 
 Every command module has ``add_parser(s)`` and ``run``; the library does the work. A user's
-mistake is a :class:`glowflow.errors.GlowflowError`, shown as one line with exit code 2 (set
+mistake is a ``glowflow.errors.GlowflowError``, shown as one line with exit code 2 (set
 ``GLOWFLOW_DEBUG=1`` for the traceback); any other exception is a bug and keeps its traceback.
 """
 

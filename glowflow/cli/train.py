@@ -1,7 +1,7 @@
 """``glowflow train``: options -> a TrainConfig -> a Trainer in a run folder.
 
 The folder decisions (resume, overwrite, torchrun's restarts) and the config's layering are
-:mod:`glowflow.train.launch`'s; this module parses, calls them and the trainer, and prints.
+``glowflow.train.launch``'s; this module parses, calls them and the trainer, and prints.
 """
 
 from __future__ import annotations

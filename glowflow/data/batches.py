@@ -51,8 +51,8 @@ def make_batch(
     dtype: torch.dtype = torch.float32,
     **options: Any,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Model inputs (and labels) for the images ``idx`` on ``device``: :func:`cpu_batch` with
-    ``options`` (``n_bits``, ``hflip``, ``with_labels``, ``part``), then :func:`to_device`."""
+    """Model inputs (and labels) for the images ``idx`` on ``device``: ``cpu_batch`` with
+    ``options`` (``n_bits``, ``hflip``, ``with_labels``, ``part``), then ``to_device``."""
     return to_device(*cpu_batch(data, idx, g, **options), device, channels_last, dtype)
 
 
@@ -132,10 +132,10 @@ def prefetched_batches(
     data: ImageData, order: BatchOrder, start: int, seed: int, workers: int, **kw
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
     """``(step, x, y)`` for every step from ``start`` on, made ahead by ``workers`` DataLoader
-    processes: the same tensors :func:`cpu_batch` gives for generator ``(seed, step, TRAIN)``.
+    processes: the same tensors ``cpu_batch`` gives for generator ``(seed, step, TRAIN)``.
     A user mistake met in a worker (a damaged store) comes as ``(step, error, None)``.
 
-    ``kw`` are :func:`cpu_batch`'s options (``n_bits``, ``hflip``, ``with_labels``, ``part``).
+    ``kw`` are ``cpu_batch``'s options (``n_bits``, ``hflip``, ``with_labels``, ``part``).
     """
     loader = torch.utils.data.DataLoader(
         _StepBatches(data, order, start, seed, **kw),

@@ -1,7 +1,7 @@
 """Image data sets: a spec string in, uint8 images (with labels or attributes) in memory out.
 
-A data set is named by a *spec*: :data:`BUILTIN` (``mnist-mini``, 10,000 MNIST digits shipped in
-the package) or ``KIND:PATH`` with ``KIND`` one of :data:`KINDS`:
+A data set is named by a *spec*: ``BUILTIN`` (``mnist-mini``, 10,000 MNIST digits shipped in
+the package) or ``KIND:PATH`` with ``KIND`` one of ``KINDS``:
 
 - ``mnist:DIR``: the IDX files as distributed, gzipped or not. The train files are loaded; a
   folder that holds only the ``t10k`` files gives those. ``mnist:DIR/t10k-images-idx3-ubyte.gz``
@@ -13,13 +13,13 @@ the package) or ``KIND:PATH`` with ``KIND`` one of :data:`KINDS`:
 - ``folder:DIR``: image files; if sub-folders hold images, each sub-folder is a class.
 - ``npz:FILE``: arrays ``x`` (``[N, H, W, C]`` uint8) and optional ``y``, ``attrs``,
   ``attr_names``, ``class_names``.
-- ``store:DIR``: a store written by ``glowflow prepare`` (:mod:`glowflow.data.store`), whose images
+- ``store:DIR``: a store written by ``glowflow prepare`` (``glowflow.data.store``), whose images
   were resized and padded once and are read from disk as they are needed, never all loaded.
 
 Every set is resized (``image_size``, Pillow LANCZOS) and then zero-padded (``pad``, none by
 default) before it becomes one ``(N, C, H, W)`` uint8 tensor. File order
 is sorted, so a spec always gives the same images in the same order. Every problem the user can
-fix is a :class:`DataError` whose one-line message names the problem and the fix.
+fix is a ``DataError`` whose one-line message names the problem and the fix.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def load_dataset(
     on_bad_image: str = "skip",
     limit: int | None = None,
 ) -> ImageData:
-    """Load the data set named by ``spec`` (see :func:`describe_specs`) into memory.
+    """Load the data set named by ``spec`` (see ``describe_specs``) into memory.
 
     Args:
         spec: ``mnist-mini`` or ``KIND:PATH``.
@@ -141,7 +141,7 @@ def load_dataset(
 def _load_store(
     spec: str, path: Path, image_size: int | None, pad: int | None, limit: int | None
 ) -> ImageData:
-    """A prepared store (:mod:`glowflow.data.store`): its images stay on disk until indexed."""
+    """A prepared store (``glowflow.data.store``): its images stay on disk until indexed."""
     data = open_store(path, name=spec, image_size=image_size, pad=pad)
     return data.subset(slice(0, limit)) if limit is not None and limit < len(data) else data
 

@@ -33,7 +33,7 @@ def eval_batches(
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """``(start, uint8 batch, dequantised model input on device)`` for each batch of
     ``images``, the noise of batch ``k`` drawn from its own generator (``seed``, ``k``,
-    ``draw``; see :func:`glowflow.seeding.eval_generator`), so figures are reproducible and do
+    ``draw``; see ``glowflow.seeding.eval_generator``), so figures are reproducible and do
     not depend on how the batches are shared out: under torchrun (``dist_info``) this process
     takes every ``world_size``-th batch. ``progress`` wraps the batch iterator and gets the
     batch count. Run with the model in eval mode."""
@@ -105,9 +105,9 @@ def image_bits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bits of each image this process evaluates, float64 on the CPU, and their indices.
 
-    The batches and noise are those of :func:`eval_batches`; with ``samples > 1`` each image
+    The batches and noise are those of ``eval_batches``; with ``samples > 1`` each image
     gets that many draws and the importance-weighted estimate
-    (:func:`importance_weighted_bits`). ``labels`` are used only by class-conditional models
+    (``importance_weighted_bits``). ``labels`` are used only by class-conditional models
     (else the marginal density). Under torchrun this process's share of the images.
     """
     if samples < 1:
@@ -148,7 +148,7 @@ def evaluate_bits(
     samples: int = 1,
 ) -> BitsEstimate:
     """Mean bits of uint8 ``images (N, C, H, W)``, averaged over every image (see
-    :func:`image_bits`); under ``torchrun`` (``dist_info``) the sums are reduced, giving the
+    ``image_bits``); under ``torchrun`` (``dist_info``) the sums are reduced, giving the
     single-process value."""
     bits, _ = image_bits(model, images, labels, batch_size, seed, device, progress,
                          dist_info, samples)  # fmt: skip
@@ -170,6 +170,6 @@ def evaluate_bpd(
     dist_info: DistInfo | None = None,
 ) -> float:
     """Mean bits/dim of uint8 ``images (N, C, H, W)`` over the model's input, one draw an
-    image (:func:`evaluate_bits`)."""
+    image (``evaluate_bits``)."""
     return evaluate_bits(model, images, labels, batch_size, seed, device, progress,
                          dist_info).bpd  # fmt: skip

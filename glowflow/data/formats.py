@@ -1,7 +1,7 @@
 """Readers of the array formats: the built-in set, MNIST IDX, CIFAR-10 batches and npz.
 
-Each returns an :class:`Arrays` of NHWC uint8 images plus whatever annotations the format
-carries; :func:`glowflow.data.datasets.load_dataset` turns that into an ``ImageData``. Nothing here
+Each returns an ``Arrays`` of NHWC uint8 images plus whatever annotations the format
+carries; ``glowflow.data.datasets.load_dataset`` turns that into an ``ImageData``. Nothing here
 unpickles code: the CIFAR-10 pickles go through an unpickler that builds arrays and nothing else.
 """
 

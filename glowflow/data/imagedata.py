@@ -1,8 +1,8 @@
 """One image data set in memory: uint8 images with their labels, attributes and class names.
 
-:class:`ImageData` is what every loader returns (:func:`glowflow.data.datasets.load_dataset`)
-and what a prepared store opens as (:func:`glowflow.data.store.open_store`, whose images stay
-on disk and are read as they are indexed). :func:`find_label` and :func:`label_names` turn a
+``ImageData`` is what every loader returns (``glowflow.data.datasets.load_dataset``)
+and what a prepared store opens as (``glowflow.data.store.open_store``, whose images stay
+on disk and are read as they are indexed). ``find_label`` and ``label_names`` turn a
 class name or number given by a user into a label.
 """
 
@@ -91,7 +91,7 @@ class ImageData:
         return find_label(self.label_names, text)
 
     def check_labels(self, num_classes: int | None) -> None:
-        """Raise a :class:`DataError` unless every label lies in ``[0, num_classes)``."""
+        """Raise a ``DataError`` unless every label lies in ``[0, num_classes)``."""
         if num_classes is None:
             return
         if self.labels is None:

@@ -66,8 +66,8 @@ _FIX_BAD_IMAGE = "fix or delete it, or skip such files (--on-bad-image skip)"
 def accept_decoded(
     path: Path, result: np.ndarray | str, on_bad_image: str, fix: str = _FIX_BAD_IMAGE
 ) -> np.ndarray | None:
-    """A :func:`decode_file` result: the array, or for a file that could not be decoded None
-    with a warning (``on_bad_image="skip"``) or a :class:`DataError` (``"error"``)."""
+    """A ``decode_file`` result: the array, or for a file that could not be decoded None
+    with a warning (``on_bad_image="skip"``) or a ``DataError`` (``"error"``)."""
     if not isinstance(result, str):
         return result
     if on_bad_image == "error":
@@ -98,7 +98,7 @@ def _read_images(
     limit: int | None,
     fix: str = _FIX_BAD_IMAGE,
 ) -> tuple[np.ndarray, list[int]]:
-    """Decode ``paths`` through ``prepare`` into one NHWC uint8 array (:func:`stack_images`).
+    """Decode ``paths`` through ``prepare`` into one NHWC uint8 array (``stack_images``).
     Returns the array and the indices of the paths it holds."""
     arrays: list[np.ndarray] = []
     kept: list[int] = []

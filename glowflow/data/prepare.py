@@ -1,6 +1,6 @@
 """Preparing a store (``glowflow prepare``): a data set decoded once and written to disk.
 
-:func:`prepare_store` writes the layout that :mod:`glowflow.data.store` describes and reads. It
+``prepare_store`` writes the layout that ``glowflow.data.store`` describes and reads. It
 decodes image files in parallel worker processes (array formats are already decoded and are only
 copied), writes each shard through a temporary file, records finished shards in
 ``prepare-progress.json`` (so an interrupted run resumes where it stopped) and refuses a folder
@@ -202,7 +202,7 @@ def prepare_store(
 
 @contextmanager
 def _only_writer(out: Path) -> Iterator[None]:
-    """Hold ``out``'s :data:`LOCK` while the block runs; refuse at once if another
+    """Hold ``out``'s ``LOCK`` while the block runs; refuse at once if another
     preparation holds it. A folder made here that is left empty is removed again."""
     from filelock import FileLock, Timeout  # only a preparation pays for the import
 
@@ -333,7 +333,7 @@ def _check_out(out: Path, source_key: dict[str, Any]) -> dict[str, Any]:
 
 
 def _progress_ok(state: Any) -> bool:
-    """Whether a progress record has the form :func:`_write_shards` writes: shard ``k`` is
+    """Whether a progress record has the form ``_write_shards`` writes: shard ``k`` is
     ``images-0000k.npy`` (no name read from it can lead out of the folder), its figures whole
     numbers."""
 

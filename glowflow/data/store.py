@@ -1,6 +1,6 @@
 """A prepared data set on disk (a *store*): its layout, and reading it without loading it.
 
-``glowflow prepare SPEC DIR`` (:mod:`glowflow.data.prepare`) writes a store that
+``glowflow prepare SPEC DIR`` (``glowflow.data.prepare``) writes a store that
 ``--dataset store:DIR`` reads:
 
 - ``images-00000.npy``, ``images-00001.npy``, ...: the images as uint8 ``(n, C, H, W)`` arrays
@@ -19,7 +19,7 @@ path that leads out of it), every shape and count a whole number, the image shap
 number of images positive. The images are read
 with positioned reads as batches need them, so start-up time and memory do not grow with the
 number of images, and processes reading one store share its pages through the page cache.
-:func:`verify_store` reads everything back against the checksums.
+``verify_store`` reads everything back against the checksums.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class StoreImages:
 
 def read_manifest(root: Path) -> dict[str, Any]:
     """The manifest of the store at ``root``, checked for its format, its version and the
-    form of every entry (:func:`_check_manifest`); its files are not opened.
+    form of every entry (``_check_manifest``); its files are not opened.
 
     Raises:
         StoreError: for a missing folder or manifest, a damaged one, or another format.
@@ -302,7 +302,7 @@ def open_store(
     image_size: int | None = None,
     pad: int | None = None,
 ) -> ImageData:
-    """The store at ``root`` as :class:`ImageData` whose images are read on demand.
+    """The store at ``root`` as ``ImageData`` whose images are read on demand.
 
     Labels and attributes (a few bytes an image) are read into memory; images never are.
     ``image_size`` and ``pad``, where given, must be those the store was prepared with (the
@@ -318,7 +318,7 @@ def open_store(
 def _open(
     root: Path, name: str | None, image_size: int | None = None, pad: int | None = None
 ) -> tuple[dict[str, Any], ImageData]:
-    """The manifest and the data of the store at ``root`` (see :func:`open_store`)."""
+    """The manifest and the data of the store at ``root`` (see ``open_store``)."""
     m = read_manifest(root)
     made = m.get("source") if isinstance(m.get("source"), dict) else {}
     if image_size not in (None, made.get("image_size")) or pad not in (None, made.get("pad")):

@@ -53,7 +53,7 @@ def shown(word: str) -> str:
 
 def frames_faces(framing: str, attr_names: list[str] | None) -> bool:
     """Whether uploads are framed around a detected face: ``framing`` is one of
-    :data:`FRAMINGS`; ``auto`` means faces for a model with CelebA's attributes."""
+    ``FRAMINGS``; ``auto`` means faces for a model with CelebA's attributes."""
     if framing not in FRAMINGS:
         raise ExplorerError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
     return framing == "face" or (framing == "auto" and FACE_ATTRIBUTE in (attr_names or []))
@@ -75,7 +75,7 @@ def build_explorer(
     """The explorer of ``loaded``, with what it ships or what ``data`` gives.
 
     Directions: those the model ships; else, for ``data`` with attributes or labels, every
-    attribute's and every class's computed over it (:func:`dataset_directions`, with
+    attribute's and every class's computed over it (``dataset_directions``, with
     ``progress``); else none. Gallery: the first ``gallery_size`` images of ``data``; else the
     gallery a pretrained folder ships; else none. The command lines shown name the model as it
     was asked for (``loaded.name``) and the data set by its spec and options.
@@ -85,10 +85,10 @@ def build_explorer(
         data: labelled images, as loaded from the spec ``dataset`` with ``image_size``,
             ``pad`` and ``limit`` (its first images), checked to fit the model; or None.
         dataset: the spec ``data`` was loaded from (default ``data.name``, which
-            :func:`glowflow.data.datasets.load_dataset` sets to it).
-        framing: one of :data:`glowflow.explorer.checks.FRAMINGS`.
-        runtime: one of :data:`glowflow.explorer.checks.RUNTIMES`, chosen by
-            :func:`glowflow.explorer.runtime.choose_runtime` (which tells ``say`` of a one-time
+            ``glowflow.data.datasets.load_dataset`` sets to it).
+        framing: one of ``glowflow.explorer.checks.FRAMINGS``.
+        runtime: one of ``glowflow.explorer.checks.RUNTIMES``, chosen by
+            ``glowflow.explorer.runtime.choose_runtime`` (which tells ``say`` of a one-time
             export).
 
     Raises:

@@ -16,7 +16,7 @@ TEMPERATURE_RANGE = (0.0, 1.5)
 AMOUNT_RANGE = (-2.0, 2.0)
 SEED_RANGE = (0, 2**31 - 1)
 PATHS = ("linear", "spherical")
-#: The choices of ``glowflow serve --runtime``: see :mod:`glowflow.explorer.runtime`.
+#: The choices of ``glowflow serve --runtime``: see ``glowflow.explorer.runtime``.
 RUNTIMES = ("auto", "torch", "onnx")
 #: How uploads are cropped: around a detected face, or the centre square (``auto``: faces for
 #: a model with CelebA's attributes).
@@ -39,7 +39,7 @@ class UnknownImage(ExplorerError):
 
 
 def check_range(name: str, value: float, bounds: tuple[float, float]) -> float:
-    """``value`` if it is a finite number within ``bounds``, else an :class:`ExplorerError`."""
+    """``value`` if it is a finite number within ``bounds``, else an ``ExplorerError``."""
     lo, hi = bounds
     if not math.isfinite(value) or not lo <= value <= hi:
         raise ExplorerError(f"{name} must lie in [{lo}, {hi}], got {value}")
@@ -47,7 +47,7 @@ def check_range(name: str, value: float, bounds: tuple[float, float]) -> float:
 
 
 def check_amounts(amounts: Mapping[str, float], attributes: Sequence[str]) -> dict[str, float]:
-    """The nonzero amounts, in the order of ``attributes``, each within :data:`AMOUNT_RANGE`."""
+    """The nonzero amounts, in the order of ``attributes``, each within ``AMOUNT_RANGE``."""
     unknown = [n for n in amounts if n not in attributes]
     if unknown:
         raise ExplorerError(
@@ -83,7 +83,7 @@ def check_levels(levels: str | None, n: int) -> str:
 
 
 def check_path(path: str) -> str:
-    """``path`` if it is one of :data:`PATHS`."""
+    """``path`` if it is one of ``PATHS``."""
     if path not in PATHS:
         raise ExplorerError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     return path

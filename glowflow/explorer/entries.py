@@ -1,5 +1,5 @@
-"""What the explorer holds and draws: an :class:`Entry` per image (its latent, bits/dim and how
-exactly it reconstructs), a :class:`Picture` per decoded latent, and how images become entries."""
+"""What the explorer holds and draws: an ``Entry`` per image (its latent, bits/dim and how
+exactly it reconstructs), a ``Picture`` per decoded latent, and how images become entries."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The model side of the latent explorer (``glowflow serve``): images held by id, edits, mixes,
 samples, and what each picture's bits/dim is.
 
-Everything here is plain Python on tensors, usable without the web server. An :class:`Explorer`
+Everything here is plain Python on tensors, usable without the web server. An ``Explorer``
 keeps the latent of every image it was given (the gallery, uploads), so an edit is one decode:
 ``x = decode(eps + sum_k amount_k * direction_k)``. The browser names images by id and sends
 amounts as numbers; a latent never leaves the server.
@@ -9,7 +9,7 @@ amounts as numbers; a latent never leaves the server.
 The explorer may be called from several threads at once. Model calls take turns on one lock;
 looking an image up never waits for it (the held images and pictures are in thread-safe
 stores), so a web server can answer what it already has while a model call runs. At most
-:data:`DECODES_AT_ONCE` uploads are decoded at a time, which bounds the memory a burst of
+``DECODES_AT_ONCE`` uploads are decoded at a time, which bounds the memory a burst of
 large photos takes.
 """
 
@@ -52,7 +52,7 @@ _GALLERY_ID = re.compile(r"g[0-9]{1,9}")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{16}")
 RENDERS_HELD = 64  # decoded pictures kept for the JSON request that follows a picture's
 #: Uploads decoded at once: each may briefly take a few hundred MB (see
-#: :data:`glowflow.explorer.faces.MAX_PIXELS`); others wait their turn.
+#: ``glowflow.explorer.faces.MAX_PIXELS``); others wait their turn.
 DECODES_AT_ONCE = 2
 
 
@@ -78,7 +78,7 @@ class Explorer:
         capacity: uploads held at once; the least recently used one is dropped beyond it.
         name: the model's name to show.
         runtime: what runs the model's encodes and decodes (default: PyTorch, the model
-            itself; :class:`glowflow.explorer.runtime.OnnxRuntime` for its ONNX graphs).
+            itself; ``glowflow.explorer.runtime.OnnxRuntime`` for its ONNX graphs).
     """
 
     def __init__(
@@ -212,7 +212,7 @@ class Explorer:
         return picture
 
     def check_amounts(self, amounts: Mapping[str, float]) -> dict[str, float]:
-        """The nonzero amounts, in the order of :attr:`attributes`, each range-checked."""
+        """The nonzero amounts, in the order of ``attributes``, each range-checked."""
         return check_amounts(amounts, self.attributes)
 
     def check_levels(self, levels: str | None) -> str:

@@ -76,7 +76,7 @@ def decode_image(data: bytes, channels: int) -> Image.Image:
     upright as its EXIF orientation says.
 
     Raises:
-        ImageInputError: for bytes that are not an image, or one over :data:`MAX_PIXELS`.
+        ImageInputError: for bytes that are not an image, or one over ``MAX_PIXELS``.
     """
     if not data:
         raise ImageInputError("the request has no image: send a PNG or JPEG file as the body")
@@ -120,7 +120,7 @@ def decode_image(data: bytes, channels: int) -> Image.Image:
 
 
 def _reduction(w: int, h: int) -> int:
-    """The smallest whole factor that brings a ``w`` x ``h`` photo within :data:`WORK_PIXELS`."""
+    """The smallest whole factor that brings a ``w`` x ``h`` photo within ``WORK_PIXELS``."""
     factor = 1
     while (w // factor) * (h // factor) > WORK_PIXELS:
         factor += 1
@@ -128,7 +128,7 @@ def _reduction(w: int, h: int) -> int:
 
 
 def _reduce(im: Image.Image) -> Image.Image:
-    """``im`` box-filtered by the whole factor that brings it within :data:`WORK_PIXELS` (a
+    """``im`` box-filtered by the whole factor that brings it within ``WORK_PIXELS`` (a
     palette or bilevel image first takes the mode it will be framed in), or ``im`` itself."""
     factor = _reduction(*im.size)
     if factor == 1:
@@ -206,7 +206,7 @@ def frame_image(im: Image.Image, size: tuple[int, int], faces: bool) -> tuple[Im
 def frame_upload(
     data: bytes, image_shape: tuple[int, int, int], faces: bool
 ) -> tuple[np.ndarray, Framing, tuple[int, int]]:
-    """An image file's bytes decoded (:func:`decode_image`) and framed (:func:`frame_image`)
+    """An image file's bytes decoded (``decode_image``) and framed (``frame_image``)
     for a model of ``image_shape`` ``(C, H, W)``: the uint8 ``(C, H, W)`` array, how it was
     framed, and the photo's size ``(W, H)``."""
     c, h, w = image_shape

@@ -13,7 +13,7 @@ point at 127.0.0.1 (DNS rebinding) may read its answers. So, before a request re
   the request must carry it: in the ``token`` query parameter (which also sets a cookie, so the
   page's own requests carry it), the cookie, or an ``Authorization: Bearer`` header;
 - its query string must be short and have few parameters; it is parsed once, here, into
-  :class:`Query`.
+  ``Query``.
 
 Every answer, refused or not, carries a Content-Security-Policy that lets the page load only
 its own script, style and pictures, and ``X-Content-Type-Options: nosniff``.
@@ -66,8 +66,8 @@ class Query:
 
     @classmethod
     def parse(cls, raw: bytes) -> Query:
-        """The parameters of a raw query string within :data:`MAX_QUERY_BYTES` and
-        :data:`MAX_PARAMETERS`.
+        """The parameters of a raw query string within ``MAX_QUERY_BYTES`` and
+        ``MAX_PARAMETERS``.
 
         Raises:
             Refused: 414 for a longer query, 400 for more parameters.
@@ -177,9 +177,9 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 class Guard:
-    """The ASGI middleware that applies a :class:`Policy` to every HTTP request before ``app``
-    sees it, puts the parsed :class:`Query` in ``scope["glowflow.query"]`` (the token taken
-    out), and adds :data:`SECURITY_HEADERS` to every answer."""
+    """The ASGI middleware that applies a ``Policy`` to every HTTP request before ``app``
+    sees it, puts the parsed ``Query`` in ``scope["glowflow.query"]`` (the token taken
+    out), and adds ``SECURITY_HEADERS`` to every answer."""
 
     def __init__(self, app: ASGIApp, policy: Policy) -> None:
         self.app = app

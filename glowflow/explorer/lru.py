@@ -15,7 +15,7 @@ V = TypeVar("V")
 class LRU(Generic[K, V]):
     """At most ``capacity`` values by key; storing one more drops the least recently used.
 
-    Storing a value and finding it with :meth:`get` both count as a use. Safe to call from
+    Storing a value and finding it with ``get`` both count as a use. Safe to call from
     several threads at once.
     """
 

@@ -1,5 +1,5 @@
-"""What runs the explorer's model calls: PyTorch (:class:`TorchRuntime`), or ONNX Runtime on the
-graphs of ``glowflow export --onnx`` (:class:`OnnxRuntime`, the ``glowflow[onnx]`` extra),
+"""What runs the explorer's model calls: PyTorch (``TorchRuntime``), or ONNX Runtime on the
+graphs of ``glowflow export --onnx`` (``OnnxRuntime``, the ``glowflow[onnx]`` extra),
 which answers a slider move several times faster on a CPU (``benchmarks/bench_latency.py``).
 
 Both give the same four things, on uint8 images ``(N, C, H, W)`` and flat latents ``(N, D)``,
@@ -161,7 +161,7 @@ def choose_runtime(
 
     Raises:
         ExplorerError: for ``onnx`` without the ``glowflow[onnx]`` extra, or an unknown choice
-            (:func:`check_runtime`).
+            (``check_runtime``).
     """
     check_runtime(choice)
     on_cpu = next(model.parameters()).device.type == "cpu"

@@ -1,11 +1,11 @@
 """The latent explorer's web app: one static page and a small JSON/PNG API over an
-:class:`glowflow.explorer.explorer.Explorer` (the ``glowflow[serve]`` extra: Starlette, served
+``glowflow.explorer.explorer.Explorer`` (the ``glowflow[serve]`` extra: Starlette, served
 by uvicorn).
 
 Routes are a fixed table: no part of a request's path is ever used to open a file, so a path
 trick meets the same 404 as any unknown page. Every model call runs in a worker thread, and
 nothing on the event loop waits for one: a route that only looks up what the explorer holds
-answers while model calls run. :mod:`glowflow.explorer.guard` checks every request first (its
+answers while model calls run. ``glowflow.explorer.guard`` checks every request first (its
 host, origin, token and query). A request's mistake gets a 4xx with ``{"error": "one line"}``;
 uploads are image files or a multipart form, read up to a size limit (a larger body gets a 413
 once it has been read off the connection). The API is published as an OpenAPI document at
@@ -67,7 +67,7 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def _query(request: Request) -> Query:
-    """The request's query, as the guard in front of every route (:func:`create_app`) parsed
+    """The request's query, as the guard in front of every route (``create_app``) parsed
     it."""
     return request.scope["glowflow.query"]
 
@@ -113,7 +113,7 @@ def _amounts(request: Request) -> dict[str, float]:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, or :class:`TooLarge` once it passes ``limit`` bytes. An oversized body
+    """The request body, or ``TooLarge`` once it passes ``limit`` bytes. An oversized body
     is still read off the connection (up to a bound), so the client receives the 413."""
     declared = request.headers.get("content-length", "")
     size, chunks, too_large = 0, [], declared.isdigit() and int(declared) > limit
@@ -329,7 +329,7 @@ def create_app(
     explorer: Explorer, max_upload_bytes: int = MAX_UPLOAD_BYTES, policy: Policy | None = None
 ) -> Starlette:
     """The ASGI app serving ``explorer``: the page at ``/`` and the API under ``/api/``, behind
-    the :class:`~glowflow.explorer.guard.Guard` of ``policy`` (default: the loopback host
+    the ``Guard`` of ``policy`` (default: the loopback host
     names, no other origin, no token)."""
     static = static_files()
     routes = [Route(path, page) for path in static] + API

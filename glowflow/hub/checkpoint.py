@@ -16,7 +16,7 @@ from glowflow.hub.shapes import check_tensors, expected_tensors, tensor_specs
 FORMAT = "glowflow-checkpoint"
 VERSION = 1
 #: The checkpoint of a run folder: a folder named where a checkpoint is asked for means this
-#: file in it, everywhere (:func:`checkpoint_file`).
+#: file in it, everywhere (``checkpoint_file``).
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -25,13 +25,13 @@ class CheckpointError(GlowflowError, ValueError):
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write a checkpoint (``state`` plus the format stamp) atomically, see :func:`atomic_save`."""
+    """Write a checkpoint (``state`` plus the format stamp) atomically, see ``atomic_save``."""
     atomic_save(path, {"format": FORMAT, "version": VERSION, **state})
 
 
 def checkpoint_file(path: str | Path) -> Path:
     """The checkpoint that ``path`` names: the file itself, or a run folder's
-    :data:`CHECKPOINT_FILE`."""
+    ``CHECKPOINT_FILE``."""
     path = Path(path).expanduser()
     return path / CHECKPOINT_FILE if path.is_dir() else path
 
@@ -66,8 +66,8 @@ def model_from_checkpoint(
 ) -> tuple[Glow, dict[str, Any]]:
     """Build the model a checkpoint describes and load its weights (EMA weights if present).
 
-    The model config is checked (:class:`GlowConfig`) and compared with the weights' shapes,
-    tensor by tensor (:func:`glowflow.hub.shapes.check_tensors`), before the model is built,
+    The model config is checked (``GlowConfig``) and compared with the weights' shapes,
+    tensor by tensor (``glowflow.hub.shapes.check_tensors``), before the model is built,
     so a config that disagrees with its weights is refused in one line without allocating it.
     The file is read on the CPU and the model moved to ``map_location`` once built, so the
     optimiser's state never reaches that device.

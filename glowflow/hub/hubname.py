@@ -2,8 +2,8 @@
 
 The ``hf:`` prefix makes the name unambiguous. Without it, ``user/repo`` is a local path (the
 command line's own run folders, ``runs/NAME``, have that very shape) and is never sent to the
-network. Written here once, for the loader (:mod:`glowflow.hub.names`) and the model card's
-usage snippet (:mod:`glowflow.hub.modelcard`).
+network. Written here once, for the loader (``glowflow.hub.names``) and the model card's
+usage snippet (``glowflow.hub.modelcard``).
 """
 
 from __future__ import annotations

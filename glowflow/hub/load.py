@@ -1,4 +1,4 @@
-"""One loader for every way a model is named: :func:`load_model` and what it returns."""
+"""One loader for every way a model is named: ``load_model`` and what it returns."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class LoadedModel:
     Attributes:
         model: the model, in eval mode, on the device asked for.
         name: the name or path it was asked for by.
-        source: one of :data:`SOURCES`.
+        source: one of ``SOURCES``.
         weights_file: the file its weights came from (the key of anything cached about them).
         class_names, attr_names: the names of its data set's classes and attributes, if any.
         step: the training step its weights are from, where recorded.
@@ -54,7 +54,7 @@ class LoadedModel:
 
     def shipped_directions(self) -> dict[str, Any] | None:
         """The attribute directions a pretrained model ships with (computed on its training
-        data; see :func:`glowflow.hub.pretrained.load_attributes`), or None: a checkpoint
+        data; see ``glowflow.hub.pretrained.load_attributes``), or None: a checkpoint
         ships none."""
         return load_attributes(self.pretrained_dir) if self.pretrained_dir else None
 
@@ -73,8 +73,8 @@ def load_model(
     ``name_or_path`` is a run folder (its ``checkpoint.pt``) or a checkpoint file, whose EMA
     weights are taken unless ``ema=False``; or a pretrained folder, a bundled model's name or a
     Hugging Face Hub model ``hf:user/repo[@revision]`` (``revision``, ``cache_dir`` and
-    ``download`` as in :meth:`Glow.from_pretrained`), whose weights are whatever was exported,
-    so ``ema`` does not apply. Names are read as :func:`glowflow.hub.names.resolve_pretrained`
+    ``download`` as in ``Glow.from_pretrained``), whose weights are whatever was exported,
+    so ``ema`` does not apply. Names are read as ``glowflow.hub.names.resolve_pretrained``
     reads them: only an ``hf:`` name goes to the Hub, and an existing path always wins over a
     bundled model of that name. Everything is read on the CPU and only the model's weights are
     kept and moved to ``map_location``: an optimiser's state never stays alive with the model.

@@ -1,4 +1,4 @@
-"""The public :class:`Glow`: the flow of :mod:`glowflow.nn` with the methods that load it by
+"""The public ``Glow``: the flow of ``glowflow.nn`` with the methods that load it by
 name, save it as a pretrained folder and push it to the Hugging Face Hub."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from glowflow.nn.model import GlowFlow
 
 
 class Glow(GlowFlow):
-    """Glow (see :class:`glowflow.nn.GlowFlow` for the flow, its shapes and its latent layout)
-    that can be loaded by name (:meth:`from_pretrained`), saved (:meth:`save_pretrained`) and
-    shared (:meth:`push_to_hub`)."""
+    """Glow (see ``glowflow.nn.GlowFlow`` for the flow, its shapes and its latent layout)
+    that can be loaded by name (``from_pretrained``), saved (``save_pretrained``) and
+    shared (``push_to_hub``)."""
 
     @classmethod
     def from_pretrained(
@@ -35,12 +35,12 @@ class Glow(GlowFlow):
         ``"user/repo"`` is a local path).
 
         The config is checked and compared with the weights' shapes before the model is built
-        (see :func:`glowflow.hub.pretrained.load_folder`). Floating-point weights come back in
+        (see ``glowflow.hub.pretrained.load_folder``). Floating-point weights come back in
         the precision of a freshly built model (the default dtype, usually float32) whatever
         precision they were stored in; actnorm keeps its stored initialisation.
 
         Args:
-            name_or_path: see :func:`glowflow.hub.names.resolve_pretrained`.
+            name_or_path: see ``glowflow.hub.names.resolve_pretrained``.
             map_location: the device to put the model on.
             revision: the Hub revision (branch, tag or commit) of a Hub name that gives none;
                 default main.
@@ -52,15 +52,15 @@ class Glow(GlowFlow):
 
     def save_pretrained(self, directory: PathLike, **kwargs: Any) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` (see
-        :func:`glowflow.hub.pretrained.save_pretrained` for ``card``, ``dtype``,
+        ``glowflow.hub.pretrained.save_pretrained`` for ``card``, ``dtype``,
         ``attributes`` and ``metadata``)."""
         return save_pretrained(self, directory, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save to a temporary folder and upload it to the Hub repository ``repo_id``
         (``user/repo`` or ``hf:user/repo``; needs ``glowflow[hub]``); ``card``, ``dtype`` and
-        ``attributes`` go to :meth:`save_pretrained`, the rest to
-        :func:`glowflow.hub.names.push_to_hub`."""
+        ``attributes`` go to ``save_pretrained``, the rest to
+        ``glowflow.hub.names.push_to_hub``."""
         save_kw = {k: kwargs.pop(k) for k in ("card", "dtype", "attributes") if k in kwargs}
         card = dict(save_kw.get("card") or {})
         card.setdefault("repo_id", repo_id)  # not the temporary folder's name

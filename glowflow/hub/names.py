@@ -1,8 +1,8 @@
 """Naming a pretrained model: a local folder, a model bundled with the package, or a model on
 the Hugging Face Hub; downloading from the Hub and pushing to it.
 
-:func:`resolve_pretrained` reads a name so: ``hf:user/repo`` (or ``hf:user/repo@revision``)
-always names a Hub repo (:mod:`glowflow.hub.hubname`); anything else is local, a folder (an
+``resolve_pretrained`` reads a name so: ``hf:user/repo`` (or ``hf:user/repo@revision``)
+always names a Hub repo (``glowflow.hub.hubname``); anything else is local, a folder (an
 existing path always wins) or else a model bundled inside the package
 (``glowflow/models/<name>/``). Only an ``hf:`` name goes to the network: a missing local path
 such as ``runs/x`` is refused as one, never taken for a repo. ``huggingface_hub`` is an
@@ -39,7 +39,7 @@ def bundled_root() -> Path:
 
 
 def bundled_models() -> list[str]:
-    """Names of the bundled models: the folders of :func:`bundled_root` holding weights."""
+    """Names of the bundled models: the folders of ``bundled_root`` holding weights."""
     root = bundled_root()
     if not root.is_dir():
         return []
@@ -88,7 +88,7 @@ def resolve_pretrained(
       at the name's revision or ``revision`` (a branch, tag or commit; default the main
       branch) into ``cache_dir`` (default the Hub's own cache).
     - Any other name is local: an existing folder holding ``model.safetensors``, else a
-      bundled model (see :func:`bundled_models`). A name that is neither is refused as a
+      bundled model (see ``bundled_models``). A name that is neither is refused as a
       missing local path, even one shaped like ``user/repo``: it never reaches the network.
     """
     name = str(name_or_path)

@@ -9,14 +9,14 @@ stored as constants (float32). Everything else is the model's own code, traced b
 
 - ``encoder.onnx``: ``images`` uint8 ``[B, H, W, C]``, ``noise`` float32 ``[B, H, W, C]`` in
   ``[0, 1)`` (0.5 everywhere is the centre of each pixel's bin), and ``label`` int64 ``[B]`` for
-  a class-conditional model -> ``z`` float32 ``[B, D]`` (what :meth:`GlowFlow.encode` returns)
+  a class-conditional model -> ``z`` float32 ``[B, D]`` (what ``GlowFlow.encode`` returns)
   and ``bpd`` float32 ``[B]``.
 - ``decoder.onnx``: ``z`` (and ``label``) -> ``images`` uint8 ``[B, H, W, C]``, and
   ``overflow`` bool ``[B]``: which images decoded to inf or NaN somewhere (drawn black or
   saturated). Sampling at a temperature ``T`` is decoding ``T`` times a standard normal draw.
 
 The batch is dynamic; each file's metadata holds the model's ``n_bits``, ``image_shape``
-(``C,H,W``), ``num_dims``, ``num_classes`` and ``weights_sha256`` (:func:`weights_digest`: which
+(``C,H,W``), ``num_dims``, ``num_classes`` and ``weights_sha256`` (``weights_digest``: which
 weights the graphs were made from). Beside them, ``directions.npz`` holds the
 model's attribute directions where it ships any: ``names`` (``A`` strings) and ``directions``
 float32 ``[A, D]``, in the latent ``z`` of the encoder; moving a face along one is decoding
@@ -69,14 +69,14 @@ def has_onnx_extra() -> bool:
 
 
 def check_onnx_extra() -> None:
-    """Raise :class:`OnnxError`, saying how to install it, without the extra."""
+    """Raise ``OnnxError``, saying how to install it, without the extra."""
     if not has_onnx_extra():
         raise OnnxError(f"exporting to ONNX needs the onnx extra: {ONNX_EXTRA}")
 
 
 class FixedChannelMix(nn.Module):
     """A 1x1 convolution whose ``W``, ``W^-1`` and ``log|det W|`` are constants, computed once
-    in float64 from a learned one (:class:`InvConv1x1` or :class:`InvConv1x1LU`): the same
+    in float64 from a learned one (``InvConv1x1`` or ``InvConv1x1LU``): the same
     layer contract, with nothing to invert at run time."""
 
     def __init__(self, conv: nn.Module) -> None:
@@ -97,7 +97,7 @@ class FixedChannelMix(nn.Module):
 
 def frozen_copy(model: GlowFlow) -> GlowFlow:
     """A float32 copy of ``model`` on the CPU, in eval mode, whose 1x1 convolutions are
-    :class:`FixedChannelMix` constants; ``model`` itself is left as it was."""
+    ``FixedChannelMix`` constants; ``model`` itself is left as it was."""
     frozen = copy.deepcopy(model).cpu().float().eval()
     for module in list(frozen.modules()):
         for name, child in list(module.named_children()):
@@ -138,7 +138,7 @@ class Decoder(nn.Module):
 
 def weights_digest(model: nn.Module) -> str:
     """The SHA-256 of ``model``'s config and its state as float32 (names, shapes and values,
-    buffers included): what the graphs of :func:`export_onnx` record as the model they hold."""
+    buffers included): what the graphs of ``export_onnx`` record as the model they hold."""
     digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
         t = t.detach().cpu()
@@ -169,7 +169,7 @@ _REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    """Keep the exporter's :data:`_EXPORTER_NOTES` and its registry's notes off the terminal."""
+    """Keep the exporter's ``_EXPORTER_NOTES`` and its registry's notes off the terminal."""
     logger = logging.getLogger(_REGISTRY_LOGGER)
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -184,7 +184,7 @@ def _quiet_exporter():
 
 def directions_npz(directions: dict[str, Any]) -> bytes:
     """The bytes of ``directions.npz``: ``names`` and float32 ``directions`` ``[A, D]`` from
-    attribute directions as :func:`glowflow.hub.pretrained.load_attributes` returns them."""
+    attribute directions as ``glowflow.hub.pretrained.load_attributes`` returns them."""
     buffer = io.BytesIO()
     vectors = torch.as_tensor(directions["directions"]).detach().float().cpu().numpy()
     np.savez(buffer, names=np.array(directions["names"], dtype=str), directions=vectors)
@@ -202,7 +202,7 @@ def export_onnx(
     ``directions.npz`` where there are attribute directions.
 
     Args:
-        model: a model; or any name :func:`glowflow.load_model` takes (a bundled model, a
+        model: a model; or any name ``glowflow.load_model`` takes (a bundled model, a
             pretrained folder, ``hf:user/repo``, a run folder), or what it returned, whose
             shipped attribute directions come along unless ``directions`` is given.
         directions: ``{"names": [A], "directions": (A, D)}`` to write as ``directions.npz``.
@@ -276,7 +276,7 @@ def graph_metadata(path: Path) -> dict[str, str]:
 def graphs_of(model: GlowFlow, beside: Path | None = None) -> Path | None:
     """A folder holding ``encoder.onnx`` and ``decoder.onnx`` made from exactly ``model``'s
     weights: ``beside`` (a pretrained folder exported with ``--onnx``) or the cache
-    (``$XDG_CACHE_HOME/glowflow/onnx/DIGEST``, where :func:`cached_graphs` puts them); None
+    (``$XDG_CACHE_HOME/glowflow/onnx/DIGEST``, where ``cached_graphs`` puts them); None
     where there are none."""
     digest = weights_digest(model)
     for folder in (beside, onnx_cache() / digest):
@@ -293,7 +293,7 @@ def onnx_cache() -> Path:
 
 
 def cached_graphs(model: GlowFlow, beside: Path | None = None) -> Path:
-    """:func:`graphs_of` ``model``, exported into the cache first where there are none."""
+    """``graphs_of`` ``model``, exported into the cache first where there are none."""
     found = graphs_of(model, beside)
     if found is None:
         found = onnx_cache() / weights_digest(model)

@@ -2,7 +2,7 @@
 
 A *pretrained folder* holds
 
-- ``config.json``: the model's :meth:`GlowConfig.to_dict` plus a ``"glowflow"`` entry (format
+- ``config.json``: the model's ``GlowConfig.to_dict`` plus a ``"glowflow"`` entry (format
   name and version, the stored dtype, and metadata such as ``class_names``, ``attr_names``
   and ``step``);
 - ``model.safetensors``: every tensor of the model's ``state_dict()``, buffers included, so
@@ -14,14 +14,14 @@ A *pretrained folder* holds
   serve``), in the layout the ``npz:`` data sets use (``x`` ``[N, H, W, C]`` uint8, ``names``,
   ``note``: the images' terms of use), so ``--dataset npz:FOLDER/gallery.npz`` reads them too.
 
-Weights are read with :func:`safetensors.torch.load_file` only: nothing in a pretrained folder
+Weights are read with ``safetensors.torch.load_file`` only: nothing in a pretrained folder
 is ever unpickled or executed. ``huggingface_hub`` is an optional extra (``glowflow[hub]``) and
 is imported only by the functions that talk to the Hub.
 
 How a model is named (a folder, a bundled name, a Hub name ``hf:user/repo``) is the job of
-:mod:`glowflow.hub.names`; :func:`glowflow.load_model` reads any of them. A folder's config is
+``glowflow.hub.names``; ``glowflow.load_model`` reads any of them. A folder's config is
 checked, and compared with its weights' shapes, before its model is built
-(:mod:`glowflow.hub.shapes`).
+(``glowflow.hub.shapes``).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _read_safetensors(
     path: Path, metadata: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors (and, if asked, the metadata) of a safetensors file, read with
-    :func:`safetensors.torch.load_file`: nothing is unpickled."""
+    ``safetensors.torch.load_file``: nothing is unpickled."""
     if not path.is_file():
         raise PretrainedError(f"{path} is missing; re-export the model with save_pretrained")
     try:
@@ -133,7 +133,7 @@ _HEADER_DTYPES = {
 
 def read_header(path: Path) -> dict[str, Spec]:
     """The shape and dtype of each tensor of a safetensors file, from its header alone: no
-    tensor is read (see :mod:`glowflow.hub.shapes`)."""
+    tensor is read (see ``glowflow.hub.shapes``)."""
     if not path.is_file():
         raise PretrainedError(f"{path} is missing; re-export the model with save_pretrained")
     try:
@@ -202,7 +202,7 @@ def save_pretrained(
     Args:
         model: the model; its whole ``state_dict()`` is written, buffers included.
         directory: a new or empty folder, or a pretrained folder whose files are replaced.
-        card: facts for the model card (keys in :data:`CARD_KEYS`); only given facts appear.
+        card: facts for the model card (keys in ``CARD_KEYS``); only given facts appear.
         dtype: storage precision of floating-point tensors: ``float16`` halves the file,
             ``float32`` (default) is exact for a float32 model, ``float64`` for a float64 one.
         attributes: attribute directions, ``{"names": [A names], "directions": (A, D) tensor,
@@ -347,11 +347,11 @@ def read_pretrained_config(directory: PathLike) -> tuple[GlowConfig, dict[str, A
 def load_folder(
     directory: Path, cls: type[M], map_location: str | torch.device = "cpu"
 ) -> tuple[M, dict[str, Any]]:
-    """Build the model of a pretrained folder as a ``cls`` (a :class:`GlowFlow` class) and load
+    """Build the model of a pretrained folder as a ``cls`` (a ``GlowFlow`` class) and load
     its weights; in eval mode, with the folder's ``"glowflow"`` metadata.
 
-    The config is checked (:class:`GlowConfig`), then compared with the weights file's header,
-    tensor by tensor (:func:`glowflow.hub.shapes.check_tensors`), before anything is built: a
+    The config is checked (``GlowConfig``), then compared with the weights file's header,
+    tensor by tensor (``glowflow.hub.shapes.check_tensors``), before anything is built: a
     config or weights file that disagree are refused in one line without allocating the model.
     """
     config, meta = read_pretrained_config(directory)

@@ -3,7 +3,7 @@
 A config read from a file says how large a model to build, and building it allocates memory
 (a 1x1 convolution's random rotation alone is a ``C x C`` QR). So the tensors the file holds
 (names, shapes and dtypes: a safetensors header, or a checkpoint's state dict) are first
-compared with those the config's model would have, which :func:`expected_tensors` finds by
+compared with those the config's model would have, which ``expected_tensors`` finds by
 building that model on PyTorch's ``meta`` device, where tensors have shapes and no memory.
 Only a model its weights agree with, name by name and shape by shape, is then built.
 """
@@ -29,7 +29,7 @@ class _MetaScalars(TorchFunctionMode):
     """Answers a read of a meta tensor's value (``bool(t)``, ``t.item()``) with zero.
 
     Meta tensors have shapes and no values, and the 1x1 convolutions' random initialisation
-    branches on a value (the sign of a determinant, :func:`glowflow.nn.invconv.random_rotation`).
+    branches on a value (the sign of a determinant, ``glowflow.nn.invconv.random_rotation``).
     What such a branch decides changes values only, never a shape, so any answer gives the
     true shapes. (A function mode, not a dispatch mode: one of those would run every operation
     through PyTorch's Python decompositions, at twice the time.)"""
@@ -46,7 +46,7 @@ def expected_tensors(config: GlowConfig, cls: type[GlowFlow] = GlowFlow) -> dict
     the model is built on the meta device.
 
     On a 2-core CPU that takes about 5 ms a flow step: 0.2 s for the bundled celeba64 (4 levels
-    of 8 steps), 7 s for the largest config :class:`GlowConfig` allows (10 levels of 128
+    of 8 steps), 7 s for the largest config ``GlowConfig`` allows (10 levels of 128
     steps), plus, once in a process, about 0.7 s for PyTorch to import ``torch._dynamo``, which
     its Python implementations of operations on meta tensors load at their first use."""
     with torch.device("meta"), _MetaScalars():
@@ -85,7 +85,7 @@ def check_tensors(
 ) -> None:
     """Refuse, as ``error`` in one line, a file whose tensors ``found`` are not exactly the
     ``expected`` ones: each present, none other, each of the same shape and a dtype that
-    fits (:func:`_fits`). The message names ``where`` (the file), the first tensors that
+    fits (``_fits``). The message names ``where`` (the file), the first tensors that
     disagree, ``model`` (what the expected tensors are of) and ``fix``."""
     missing = [key for key in expected if key not in found]
     if missing:

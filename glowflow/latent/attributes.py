@@ -3,9 +3,9 @@
 An attribute is one of the data set's binary attributes (CelebA's 40, an npz's ``attrs``) or a
 class spec: ``class:A-vs-B`` (class A against class B) or ``class:A`` (A against the rest). Its
 direction in the flat latent is the mean latent of the images with it minus the mean of those
-without: :func:`mean_differences`, which every direction here comes from, one attribute
-(:func:`attribute_direction`) or all of a data set's in one pass (:func:`all_directions`).
-Computing one encodes the whole data set; :mod:`glowflow.latent.directions` caches it.
+without: ``mean_differences``, which every direction here comes from, one attribute
+(``attribute_direction``) or all of a data set's in one pass (``all_directions``).
+Computing one encodes the whole data set; ``glowflow.latent.directions`` caches it.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def dataset_directions(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The direction of every binary attribute and every class of ``data`` (each class against
-    the rest, named ``class:NAME``), in the form of :func:`all_directions`.
+    the rest, named ``class:NAME``), in the form of ``all_directions``.
 
     Raises:
         DataError: when ``data`` has neither attributes nor labels.

@@ -27,7 +27,7 @@ from glowflow.latent.attributes import (
 )
 from glowflow.nn.model import GlowFlow
 
-#: Where a chosen direction came from (:attr:`ChosenDirection.source`).
+#: Where a chosen direction came from (``ChosenDirection.source``).
 DIRECTION_SOURCES = ("shipped", "cached", "computed")
 
 #: The direction cache beside a run's checkpoint.
@@ -41,7 +41,7 @@ class DirectionError(GlowflowError, ValueError):
 
 class ModelFiles(Protocol):
     """What choosing a direction needs to know of a loaded model: a
-    :class:`glowflow.hub.load.LoadedModel` has it."""
+    ``glowflow.hub.load.LoadedModel`` has it."""
 
     @property
     def model(self) -> GlowFlow: ...
@@ -56,7 +56,7 @@ class ModelFiles(Protocol):
 @dataclass(frozen=True)
 class ChosenDirection:
     """An attribute's ``direction`` ``(D,)``, its summary ``info`` (image counts and norm) and
-    its ``source``, one of :data:`DIRECTION_SOURCES`."""
+    its ``source``, one of ``DIRECTION_SOURCES``."""
 
     direction: torch.Tensor
     info: dict[str, Any]
@@ -96,7 +96,7 @@ def cache_entry(
 ) -> tuple[Path, str]:
     """Where the direction cache of the model in ``weights`` lives, and the key of one entry.
 
-    The key is the :func:`content_digest` of the model's weights and of ``data`` (the images
+    The key is the ``content_digest`` of the model's weights and of ``data`` (the images
     the direction is computed over, as loaded with ``options``) and every option the direction
     depends on, so a retrained model or a changed data set never reuses an entry. A
     run's cache sits beside its checkpoint (``beside``); a pretrained model's in the user's
@@ -123,7 +123,7 @@ def cached_direction(
     under ``key`` if there, else computed and added to it.
 
     ``key`` must name everything the direction depends on (the exact weights and ``data``, as
-    :func:`cache_entry` makes it); a damaged cache is recomputed, never trusted. Returns
+    ``cache_entry`` makes it); a damaged cache is recomputed, never trusted. Returns
     ``(direction, info, was_cached)``.
     """
     entries: dict[str, Any] = {}
@@ -160,14 +160,14 @@ def choose_direction(
 
     The model's own wins where it ships one by that name; else it is computed over the first
     ``max_images`` images of ``data`` (all of them by default) and cached: a run's cache beside
-    its checkpoint, a pretrained model's in the user's cache folder (:func:`cache_entry`).
+    its checkpoint, a pretrained model's in the user's cache folder (``cache_entry``).
 
     Args:
-        loaded: the model and its files (a :class:`glowflow.hub.load.LoadedModel`).
-        attribute: a binary attribute of ``data`` or a class spec (:func:`attribute_masks`).
+        loaded: the model and its files (a ``glowflow.hub.load.LoadedModel``).
+        attribute: a binary attribute of ``data`` or a class spec (``attribute_masks``).
         data: labelled images to compute the direction over, or None.
         shipped: the directions the model ships (as
-            :func:`glowflow.hub.pretrained.load_attributes` reads them), or None.
+            ``glowflow.hub.pretrained.load_attributes`` reads them), or None.
         max_images: use only the first N images of ``data``.
         data_options: how ``data`` was loaded (``image_size``, ``pad``): part of the cache key.
 
@@ -193,7 +193,7 @@ def choose_direction(
 
 def attribute_choices(shipped: Mapping[str, Any] | None, data: ImageData | None) -> str:
     """The attributes an edit can use, one a line: those the model ships (``NAME<tab>shipped
-    with the model``), then those of ``data`` with their counts (:func:`list_attributes`).
+    with the model``), then those of ``data`` with their counts (``list_attributes``).
 
     Raises:
         DirectionError: when the model ships none and there is no ``data``.

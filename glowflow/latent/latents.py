@@ -1,7 +1,7 @@
 """The paper's latent-space tools: temperature sampling, encoding and decoding, interpolation
 (whole latents or level by level), and moving images along a direction.
 
-All work on the flat standardised latent of :meth:`glowflow.Glow.encode`, where the model's
+All work on the flat standardised latent of ``glowflow.Glow.encode``, where the model's
 prior is ``N(0, I)``: a temperature ``T`` scales it, and moving along a direction in it moves
 every level's latent at once.
 """
@@ -80,7 +80,7 @@ def sample_rows(
     temperatures: Sequence[float],
     labels: Sequence[int | None],
 ) -> list[torch.Tensor]:
-    """One row of samples (:func:`sample_images`, by ``seeds``) for each temperature, or for
+    """One row of samples (``sample_images``, by ``seeds``) for each temperature, or for
     each label: rows are temperatures or labels, not both, so that a grid reads one way."""
     if not seeds:
         raise SampleError("--seeds names no seed; write a range like 0-63 or a list like 1,5,9")
@@ -135,7 +135,7 @@ def decode_latents(
     model: GlowFlow, eps: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 64
 ) -> torch.Tensor:
     """uint8 images from flat latents (temperature 1: the latents are used as given), with a
-    warning that counts the images that overflowed (see :func:`decode_with_overflow`)."""
+    warning that counts the images that overflowed (see ``decode_with_overflow``)."""
     images, overflow = decode_with_overflow(model, eps, labels, batch_size)
     if overflow.any():
         warnings.warn(
@@ -181,7 +181,7 @@ def interpolate_latents(
 def interpolate_at(
     a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, spherical: bool = False
 ) -> torch.Tensor:
-    """``(len(t), D)`` latents at weights ``t`` on the path of :func:`interpolate_latents`."""
+    """``(len(t), D)`` latents at weights ``t`` on the path of ``interpolate_latents``."""
     t = t.to(a.dtype)[:, None]
     if not spherical:
         return (1 - t) * a + t * b
@@ -197,7 +197,7 @@ def interpolate_at(
     return unit * ((1 - t) * na + t * nb)
 
 
-#: How :func:`mix_levels` takes a level's latent: from ``a``, from ``b``, or mixed at ``t``.
+#: How ``mix_levels`` takes a level's latent: from ``a``, from ``b``, or mixed at ``t``.
 LEVEL_CHOICES = "abm"
 
 
@@ -219,9 +219,9 @@ def mix_levels(
     slices: Sequence[slice],
 ) -> torch.Tensor:
     """A flat latent ``(D,)`` that takes each level's part from ``a`` or from ``b`` (both
-    ``(D,)``), or mixes it: ``levels`` has one of :data:`LEVEL_CHOICES` per level (finest level
+    ``(D,)``), or mixes it: ``levels`` has one of ``LEVEL_CHOICES`` per level (finest level
     first, where ``slices`` says it lies). The levels marked ``m``, taken together as one
-    vector, are the point at ``t`` on the path of :func:`interpolate_at`, computed in float64."""
+    vector, are the point at ``t`` on the path of ``interpolate_at``, computed in float64."""
     eps = a.clone()
     mixed = torch.zeros_like(eps, dtype=torch.bool)
     for choice, part in zip(levels, slices):

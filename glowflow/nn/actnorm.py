@@ -16,16 +16,16 @@ class ActNorm(nn.Module):
 
     Data-dependent initialisation sets ``b = -mean(x)`` and ``s = -log(std(x) + eps)`` per channel
     so that the initialising batch comes out zero-mean, unit-variance. It runs when it is pending:
-    a new module has it pending for its first forward in training mode, and :meth:`request_init`
+    a new module has it pending for its first forward in training mode, and ``request_init``
     (which ``Glow.initialize`` calls) makes the next forward run it in any mode. The
     ``initialized`` buffer records that it ran, in the state dict; loading a state sets the
-    pending init from the loaded record, so a loaded model never re-initialises. :meth:`inverse`
+    pending init from the loaded record, so a loaded model never re-initialises. ``inverse``
     never initialises.
 
     ``forward`` never reads the buffer, so a training step neither waits for the device nor
     breaks a compiled graph for it, and there is no copy of it to go stale: only
-    :meth:`request_init`, ``load_state_dict`` and the init itself decide. Writing the buffer by
-    hand changes the record only (call :meth:`request_init` to initialise again). ``b`` and
+    ``request_init``, ``load_state_dict`` and the init itself decide. Writing the buffer by
+    hand changes the record only (call ``request_init`` to initialise again). ``b`` and
     ``s`` are read afresh at every call, whoever wrote them.
     """
 

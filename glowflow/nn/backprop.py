@@ -106,8 +106,8 @@ def invertible_sequence(
 
     Returns the output and the summed log-det, like running the steps one after the other.
     The backward pass frees and allocates each step's activations in turn; on a CPU with
-    glibc, call :func:`glowflow.train.reuse_freed_memory` once first (``glowflow train`` and
-    :class:`glowflow.train.Trainer` do), or every one of those allocations is faulted in again.
+    glibc, call ``glowflow.train.reuse_freed_memory`` once first (``glowflow train`` and
+    ``glowflow.train.Trainer`` do), or every one of those allocations is faulted in again.
     """
     params = [p for step in steps for p in step.parameters() if p.requires_grad]
     return _InvertibleSequence.apply(steps, x, *params)

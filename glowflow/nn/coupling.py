@@ -110,7 +110,7 @@ class AffineCoupling(nn.Module):
     """Affine coupling: ``z_a = x_a``, ``z_b = (x_b + t(x_a)) * sigmoid(r(x_a) + 2)``.
 
     ``x_a`` holds the first ``C // 2`` channels and ``x_b`` the rest; ``t`` and ``r`` are the two
-    channel halves of one :class:`CouplingNet`. log-det ``= sum log sigmoid(r + 2)`` over
+    channel halves of one ``CouplingNet``. log-det ``= sum log sigmoid(r + 2)`` over
     ``(C_b, H, W)``. The ``+ 2`` starts the scale near 0.88, and the sigmoid keeps it in (0, 1),
     which is what makes deep affine Glow stable. A fresh layer is the identity shifted by 0 and
     scaled by ``sigmoid(2)``: the zero-initialised last convolution gives ``t = r = 0``.
@@ -141,7 +141,7 @@ class AffineCoupling(nn.Module):
     def inverse_with_graph(self, z: torch.Tensor):
         """The input ``x`` recomputed from the output ``z``, as two leaves ``(x_a, x_b)`` that
         require grad, and ``(z, logdet)`` recomputed from them with autograd on; the network
-        runs once for both (memory-saving backprop, :mod:`glowflow.nn.backprop`)."""
+        runs once for both (memory-saving backprop, ``glowflow.nn.backprop``)."""
         x_a = z[:, : self.split].detach().requires_grad_(True)  # z_a == x_a
         shift, logscale = self._shift_logscale(x_a, z.dtype)
         with torch.no_grad():
@@ -173,7 +173,7 @@ class AdditiveCoupling(nn.Module):
         return torch.cat([z_a, x_b], dim=1), z.new_zeros(z.shape[0])
 
     def inverse_with_graph(self, z: torch.Tensor):
-        """As :meth:`AffineCoupling.inverse_with_graph` (the log-det is 0)."""
+        """As ``AffineCoupling.inverse_with_graph`` (the log-det is 0)."""
         x_a = z[:, : self.split].detach().requires_grad_(True)
         shift = self.net(x_a).to(z.dtype)
         x_b = (z[:, self.split :] - shift).detach().requires_grad_(True)

@@ -12,7 +12,7 @@ from glowflow.nn.invconv import ChannelPermutation, InvConv1x1, InvConv1x1LU
 
 
 def make_permutation(kind: str, channels: int) -> nn.Module:
-    """The channel mixing layer named by ``kind`` (one of :data:`PERMUTATIONS`)."""
+    """The channel mixing layer named by ``kind`` (one of ``PERMUTATIONS``)."""
     if kind == "lu":
         return InvConv1x1LU(channels)
     if kind == "conv":
@@ -23,7 +23,7 @@ def make_permutation(kind: str, channels: int) -> nn.Module:
 
 
 def make_coupling(kind: str, channels: int, hidden_channels: int) -> nn.Module:
-    """The coupling layer named by ``kind`` (one of :data:`COUPLINGS`)."""
+    """The coupling layer named by ``kind`` (one of ``COUPLINGS``)."""
     if kind == "affine":
         return AffineCoupling(channels, hidden_channels)
     if kind == "additive":
@@ -35,7 +35,7 @@ class FlowStep(nn.Module):
     """``actnorm -> permutation -> coupling`` on ``(B, C, H, W)``; log-dets add up.
 
     Holds no per-call state, so its input can be recomputed from its output with
-    :meth:`inverse` (memory-saving backprop).
+    ``inverse`` (memory-saving backprop).
     """
 
     def __init__(
@@ -65,7 +65,7 @@ class FlowStep(nn.Module):
 
 
 class _Head:
-    """``actnorm -> permutation`` of a :class:`FlowStep`, with the layer contract."""
+    """``actnorm -> permutation`` of a ``FlowStep``, with the layer contract."""
 
     def __init__(self, step: FlowStep) -> None:
         self.step = step

@@ -84,7 +84,7 @@ class InvConv1x1LU(nn.Module):
     ``P`` (a permutation) and ``sign(s)`` are fixed buffers; ``L`` is unit lower-triangular,
     ``U`` strictly upper-triangular and ``log|s|`` is learned, so
     log-det ``= H * W * sum(log|s|)`` costs O(C) instead of O(C^3).
-    Initialised from the LU factors of a random rotation, like :class:`InvConv1x1`.
+    Initialised from the LU factors of a random rotation, like ``InvConv1x1``.
     """
 
     def __init__(self, channels: int) -> None:

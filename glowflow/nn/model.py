@@ -17,7 +17,7 @@ from glowflow.nn.squeeze import squeeze2d, unsqueeze2d
 
 
 def weights_channels_last(memory_format: str) -> bool:
-    """Whether a model built with ``memory_format`` (see :class:`GlowConfig`) lays its
+    """Whether a model built with ``memory_format`` (see ``GlowConfig``) lays its
     convolution weights out channels-last; ``"auto"`` does where oneDNN runs convolutions."""
     if memory_format == "auto":
         return bool(torch.backends.mkldnn.is_available())
@@ -28,7 +28,7 @@ class Level(nn.Module):
     """One scale: ``squeeze -> K flow steps -> split`` (no split on the top level).
 
     forward maps ``(B, C, H, W)`` to ``(B, 4C, H/2, W/2)``; when it splits, the second half of
-    those channels is already the standardised latent of this level (see :class:`SplitPrior`).
+    those channels is already the standardised latent of this level (see ``SplitPrior``).
     """
 
     def __init__(self, channels: int, config: GlowConfig, split: bool) -> None:
@@ -70,22 +70,22 @@ class GlowFlow(nn.Module):
     """Glow: ``L`` levels of ``squeeze -> K x (actnorm, 1x1 conv, coupling) -> split``.
 
     The flow maps continuous images ``x`` of shape ``(B, C, H, W)`` (see
-    :func:`glowflow.preprocess`) to a standardised latent ``eps`` of shape ``(B, C*H*W)`` with
+    ``glowflow.preprocess``) to a standardised latent ``eps`` of shape ``(B, C*H*W)`` with
 
         log p(x) = log N(eps; 0, I) + sum of every layer's log|det J|,
 
     the learned priors of the splits and of the top being layers that standardise their latent.
 
-    Flat latent layout (:meth:`encode`): the latent that level 0's split sends off, then
+    Flat latent layout (``encode``): the latent that level 0's split sends off, then
     level 1's, ..., then the top latent; each block is one level's ``(C_l, H_l, W_l)`` tensor
-    flattened in C-order. :meth:`latent_shapes` lists those shapes.
+    flattened in C-order. ``latent_shapes`` lists those shapes.
 
     The arguments (``image_shape``, ``levels``, ``depth``, ``hidden_channels``, ``coupling``,
     ``permutation``, ``learn_top``, ``num_classes``, ``n_bits``, ``memory_saving``,
-    ``memory_format``) are the fields of :class:`GlowConfig`, which says what each means. Use
-    :meth:`from_config` to build from one.
+    ``memory_format``) are the fields of ``GlowConfig``, which says what each means. Use
+    ``from_config`` to build from one.
 
-    :class:`glowflow.Glow` is this flow with the methods that load and save it
+    ``glowflow.Glow`` is this flow with the methods that load and save it
     (``from_pretrained``, ``save_pretrained``, ``push_to_hub``).
     """
 
@@ -222,7 +222,7 @@ class GlowFlow(nn.Module):
     def inverse(
         self, eps: torch.Tensor, y: torch.Tensor | None = None, check_labels: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``eps (B, D) -> (x (B, C, H, W), logdet (B,))``, the exact inverse of :meth:`forward`
+        """``eps (B, D) -> (x (B, C, H, W), logdet (B,))``, the exact inverse of ``forward``
         (``check_labels`` as there)."""
         d = self.config.num_dims
         if not torch.is_tensor(eps) or eps.dim() != 2 or eps.shape[1] != d:
@@ -259,7 +259,7 @@ class GlowFlow(nn.Module):
 
     def log_prob_levels(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``log p(x | y)`` in nats, split by level: shape ``[B, L]``, rows summing to
-        :meth:`log_prob`.
+        ``log_prob``.
 
         Level ``l``'s part is the log-det of its squeeze, steps and split plus the standard
         normal log-density of the latent it sends off; the last level's part holds the top

@@ -56,7 +56,7 @@ def preprocess(
 def postprocess(x: torch.Tensor, n_bits: int = 8) -> torch.Tensor:
     """Model outputs -> uint8 images (0..255): the bin each value falls in, rescaled.
 
-    Inverts :func:`preprocess` exactly for any noise draw: every value in a bin maps back to it.
+    Inverts ``preprocess`` exactly for any noise draw: every value in a bin maps back to it.
     """
     bins = 2**n_bits
     k = torch.floor((x + 0.5) * bins).clamp(0, bins - 1)
@@ -72,7 +72,7 @@ def bits_per_dim_levels(
     level_log_probs: torch.Tensor, num_dims: int, n_bits: int = 8
 ) -> torch.Tensor:
     """Each level's share of the bits/dim, from ``(B, L)`` per-level log-densities in nats
-    (:meth:`glowflow.Glow.log_prob_levels`): rows sum to :func:`bits_per_dim` of their total.
+    (``glowflow.Glow.log_prob_levels``): rows sum to ``bits_per_dim`` of their total.
 
     Level 0, where the pixels enter the flow, carries the ``n_bits`` of the quantisation bins.
     """

@@ -20,7 +20,7 @@ def squeeze2d(x: torch.Tensor) -> torch.Tensor:
 
 
 def unsqueeze2d(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 4C, H, W) -> (B, C, 2H, 2W)``: the exact inverse of :func:`squeeze2d`."""
+    """``(B, 4C, H, W) -> (B, C, 2H, 2W)``: the exact inverse of ``squeeze2d``."""
     b, c, h, w = x.shape
     x = x.reshape(b, c // 4, 2, 2, h, w)
     x = x.permute(0, 1, 4, 2, 5, 3)  # (B, C, H, 2, W, 2)
@@ -28,7 +28,7 @@ def unsqueeze2d(x: torch.Tensor) -> torch.Tensor:
 
 
 class Squeeze(nn.Module):
-    """:func:`squeeze2d` as a layer with the flow contract (log-det 0)."""
+    """``squeeze2d`` as a layer with the flow contract (log-det 0)."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return squeeze2d(x), x.new_zeros(x.shape[0])

@@ -43,12 +43,12 @@ def state_statistics(scores) -> torch.Tensor:
     """The statistics a density of states is fitted on, float64 ``[N, L + 1]``: each level's
     bits/dim (``scores.level_bpd``, whose rows sum to the image's bits/dim) and the codec's
     bits/dim of the same image (``scores.compressed_bpd``), of an
-    :class:`~glowflow.ood.detection.ImageScores`."""
+    ``ImageScores``."""
     return torch.cat([scores.level_bpd, scores.compressed_bpd[:, None]], dim=1).double()
 
 
 def statistic_names(levels: int, codec: str) -> list[str]:
-    """The names of :func:`state_statistics`' columns, as ``scores.csv`` names them."""
+    """The names of ``state_statistics``' columns, as ``scores.csv`` names them."""
     return [f"bpd_level_{i}" for i in range(levels)] + [f"{codec}_bpd"]
 
 
@@ -56,9 +56,9 @@ class DensityOfStates:
     """A Gaussian kernel density estimate of image statistics, scoring ``-log density``.
 
     Args:
-        bandwidth: the factor on Scott's rule (:data:`DEFAULT_BANDWIDTH`); larger smooths more.
+        bandwidth: the factor on Scott's rule (``DEFAULT_BANDWIDTH``); larger smooths more.
 
-    Attributes (after :meth:`fit`):
+    Attributes (after ``fit``):
         n_fit: how many calibration rows the density holds (rows with a non-finite statistic
             are left out).
         scale: the kernel's width, ``bandwidth * n_fit ** (-1 / (d + 4))``, in units of the
@@ -78,7 +78,7 @@ class DensityOfStates:
 
     def fit(self, statistics: torch.Tensor) -> DensityOfStates:
         """Fit on the calibration rows ``statistics`` ``[n, d]``; returns ``self``. Rows with a
-        non-finite statistic are left out (:meth:`loo_scores` follows the others, in order).
+        non-finite statistic are left out (``loo_scores`` follows the others, in order).
 
         Raises:
             DensityError: with fewer than two finite rows.

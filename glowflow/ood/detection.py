@@ -13,7 +13,7 @@ score means *more likely OOD*:
   generative models": ``S(x) = -log2 p(x) - L(x)``, here per dimension). The codec stands in for
   a universal model of images, so ``S`` asks whether *this* model explains the image better than
   a generic one.
-- ``dose``: the density of states (Morningstar et al. 2021, :mod:`glowflow.ood.density`): the
+- ``dose``: the density of states (Morningstar et al. 2021, ``glowflow.ood.density``): the
   negative log density of the image's per-level bits/dim and codec bits/dim under a kernel
   density fitted on the calibration images. It flags an image whose statistics are unusual in
   any direction, one image at a time: simpler images and more complex ones alike.
@@ -31,7 +31,7 @@ Typical use, on uint8 image tensors::
     report = detect(held_out, {"mnist": digits})
     report.records  # [{"ood": "mnist", "method": "bpd", "auroc": ..., ...}, ...]
 
-The in-distribution images must be ones the model never trained on. :func:`detect` splits them
+The in-distribution images must be ones the model never trained on. ``detect`` splits them
 at random into a calibration part (the density of states and typicality's reference value and
 thresholds are fitted on it, never on the OOD sets) and an evaluation part on which every method
 is judged.
@@ -82,12 +82,12 @@ class ImageScores:
     Attributes:
         bpd: float64 ``[N]`` bits/dim under the model.
         level_bpd: float64 ``[N, L]`` each level's share of ``bpd`` (rows sum to it; level 0
-            carries the quantisation bits, see :func:`glowflow.nn.objective.bits_per_dim_levels`).
+            carries the quantisation bits, see ``glowflow.nn.objective.bits_per_dim_levels``).
         compressed_bpd: float64 ``[N]`` bits/dim of the image stored by ``codec`` (the image
             the model scores: for ``n_bits < 8`` its quantised levels).
-        codec: the lossless codec (one of :data:`CODECS`).
+        codec: the lossless codec (one of ``CODECS``).
         samples: the dequantisation draws behind ``bpd``: with more than one it is the
-            importance-weighted estimate (:func:`glowflow.data.evaluate.image_bits`), while
+            importance-weighted estimate (``glowflow.data.evaluate.image_bits``), while
             ``level_bpd`` stays that of the first draw, the one a single-draw ``bpd`` uses.
     """
 
@@ -133,8 +133,8 @@ def score_images(
 ) -> ImageScores:
     """Bits/dim (total and per level) and compressed size of every uint8 image ``(N, C, H, W)``.
 
-    The batches and their noise are those of :func:`glowflow.data.evaluate.eval_batches`, as in
-    :func:`glowflow.data.evaluate.evaluate_bpd`, so the mean of ``bpd`` is what ``glowflow eval``
+    The batches and their noise are those of ``glowflow.data.evaluate.eval_batches``, as in
+    ``glowflow.data.evaluate.evaluate_bpd``, so the mean of ``bpd`` is what ``glowflow eval``
     reports for the same batch size. A class-conditional model gives the marginal likelihood.
     ``progress`` wraps the batch iterator and gets the batch count. ``samples > 1`` makes
     ``bpd`` the importance-weighted estimate over that many draws an image.
@@ -220,7 +220,7 @@ class TypicalityTest:
 
 @dataclass
 class Report:
-    """What :func:`detect` found.
+    """What ``detect`` found.
 
     Attributes:
         records: one dict per (OOD set, method): ``ood``, ``method``, ``auroc``, ``aupr``,
@@ -232,13 +232,13 @@ class Report:
             calibration images' leave-one-out scores) with the rates flagged at it; for
             ``complexity`` the ``codec``.
         scores: ``scores[method][set]``, the scores each record was computed from (the
-            in-distribution evaluation part under :data:`IN_DIST`), for plots.
+            in-distribution evaluation part under ``IN_DIST``), for plots.
         calibration_index: which in-distribution images calibrated the density of states and
             the typicality test (the others are the evaluation part), in increasing order.
         n_evaluation: how many in-distribution images every method was judged on.
         density: the density of states fitted on the calibration part (``dose`` only), to score
             new images with ``density.score(state_statistics(score_images(model, images)))``.
-        methods, m, calibration_fraction, seed, level, bandwidth: the settings :func:`detect`
+        methods, m, calibration_fraction, seed, level, bandwidth: the settings ``detect``
             ran with.
     """
 
@@ -274,7 +274,7 @@ def detect(
     Args:
         in_dist: scores of in-distribution images the model never trained on.
         ood_sets: name -> scores of each other set.
-        methods: some of :data:`METHODS`.
+        methods: some of ``METHODS``.
         m: images per batch of the typicality test.
         calibration_fraction: the share of ``in_dist`` (drawn at random with ``seed``) that
             fits the density of states and calibrates the typicality test; every method is
@@ -338,7 +338,7 @@ def detect(
 
 
 def check_methods(methods: Sequence[str]) -> None:
-    """Raise an :class:`OODError` unless ``methods`` are some of :data:`METHODS`."""
+    """Raise an ``OODError`` unless ``methods`` are some of ``METHODS``."""
     unknown = [name for name in methods if name not in METHODS]
     if unknown or not methods:
         raise OODError(f"unknown method {unknown[0] if unknown else '(none)'}; use some of "
@@ -352,7 +352,7 @@ def check_sets(
     m: int = DEFAULT_TYPICALITY_M,
     calibration_fraction: float = 0.5,
 ) -> None:
-    """Refuse, before any image is scored, what :func:`detect` could not judge: unknown
+    """Refuse, before any image is scored, what ``detect`` could not judge: unknown
     methods, no or empty OOD sets, a split that leaves a part empty, sets smaller than ``m``.
 
     Raises:

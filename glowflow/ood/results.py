@@ -1,8 +1,8 @@
-"""The files of an OOD detection, built from its scores and its :class:`Report`: the results
+"""The files of an OOD detection, built from its scores and its ``Report``: the results
 record (``results.json`` of ``glowflow ood``), the per-image rows (``scores.csv``, and the CSV of
 ``glowflow score``) and the score histograms, so that a Python user gets what the command writes.
 
-Typical use, after :func:`glowflow.ood.detection.detect`::
+Typical use, after ``glowflow.ood.detection.detect``::
 
     names = ood_set_names(["npz:mnist.npz"])  # "mnist"
     report = detect(held_out, {names[0]: digits})
@@ -46,8 +46,8 @@ SCORE_LABELS = {
 
 def ood_set_names(specs: Sequence[str]) -> list[str]:
     """A name for each OOD set, in order: its data set's name
-    (:func:`glowflow.data.datasets.dataset_name`), followed by ``-2``, ``-3``, ... where that
-    would repeat an earlier set's name or be :data:`~glowflow.ood.detection.IN_DIST`."""
+    (``glowflow.data.datasets.dataset_name``), followed by ``-2``, ``-3``, ... where that
+    would repeat an earlier set's name or be ``IN_DIST``."""
     names: list[str] = []
     for spec in specs:
         name, k = dataset_name(spec), 2
@@ -84,7 +84,7 @@ def results_record(
     """The results record of a detection, as ``glowflow ood`` writes it to ``results.json``.
 
     Args:
-        report: what :func:`~glowflow.ood.detection.detect` found (and the settings it ran with).
+        report: what ``detect`` found (and the settings it ran with).
         in_dist: the scores of all the in-distribution images (calibration part included).
         ood_sets: name -> scores of each OOD set, as given to ``detect``.
         checkpoint: how the model was named (a run folder, a bundled name, hf:user/repo, ...).
@@ -166,9 +166,9 @@ def detection_rows(
     labels: Mapping[str, torch.Tensor | None] | None = None,
 ) -> list[dict[str, Any]]:
     """The per-image rows of every set of a detection (``scores.csv`` of ``glowflow ood``):
-    the in-distribution images first, with ``set`` :data:`~glowflow.ood.detection.IN_DIST` and
+    the in-distribution images first, with ``set`` ``IN_DIST`` and
     ``part`` ``calibration`` or ``evaluation``, then each OOD set's, with ``part`` ``ood``.
-    Beside the columns of :func:`score_rows`, a ``dose`` column where the report fitted a
+    Beside the columns of ``score_rows``, a ``dose`` column where the report fitted a
     density of states: a calibration image's is its leave-one-out score (the density of the
     other calibration images), every other image's its score under the fitted density.
 
@@ -241,8 +241,8 @@ def write_detection(
     in_name: str,
     title: str,
 ) -> list[Path]:
-    """Write a detection's results folder: the record (:func:`results_record`), the per-image
-    rows (:func:`detection_rows`) and the histograms, each file atomically.
+    """Write a detection's results folder: the record (``results_record``), the per-image
+    rows (``detection_rows``) and the histograms, each file atomically.
 
     Returns the paths written. Raises ``OSError`` where one cannot be written.
     """

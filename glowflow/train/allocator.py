@@ -1,12 +1,12 @@
 """Keep freed CPU memory in the process for reuse, where the C library is glibc.
 
-Memory-saving backprop (:mod:`glowflow.nn.backprop`) frees one flow step's activations and
+Memory-saving backprop (``glowflow.nn.backprop``) frees one flow step's activations and
 allocates the next step's right after, dozens of times per training step. glibc's default
 malloc hands large freed blocks back to the system (blocks it ``mmap``-ed, and the top of the
 heap past a threshold), so every one of those allocations is faulted in and zeroed again by the
 kernel, page by page.
 
-:func:`reuse_freed_memory` tells glibc to take large blocks from its heap too and to keep up to
+``reuse_freed_memory`` tells glibc to take large blocks from its heap too and to keep up to
 2 GiB of free heap top (``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)``;
 glibc still maps memory where a heap cannot grow). The freed blocks are then reused by the next
 step. The live memory of memory-saving backprop is the same at every step, so its peak stays
@@ -14,9 +14,9 @@ where it was, but the process keeps what it freed: its resident set does not shr
 peak (an evaluation, say) until the process ends.
 
 The setting is for the whole process and stays, so the model never makes it: a run decides.
-:class:`glowflow.train.Trainer` (and so ``glowflow train``) makes it when it trains a
+``glowflow.train.Trainer`` (and so ``glowflow train``) makes it when it trains a
 memory-saving model on a CPU; a Python user training one in their own loop calls
-:func:`reuse_freed_memory` once before. It is not made where the user chose for themselves:
+``reuse_freed_memory`` once before. It is not made where the user chose for themselves:
 when ``MALLOC_*_`` variables or ``GLIBC_TUNABLES`` are set, or ``LD_PRELOAD`` brings another
 allocator. Elsewhere (musl, macOS, Windows) nothing changes.
 """

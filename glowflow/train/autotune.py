@@ -2,9 +2,9 @@
 
 - **Precision.** ``--precision auto`` (training's default) runs the coupling networks in
   bfloat16 only where that makes this model's steps faster: decided from the GPU, or measured
-  on the CPU at the start of a run (:func:`choose_precision`). A CPU with native bf16 matrix
+  on the CPU at the start of a run (``choose_precision``). A CPU with native bf16 matrix
   units can run large couplings 1.3x faster; one without runs them slower than fp32. Under
-  torchrun the processes agree on one choice (:func:`agree_precision`).
+  torchrun the processes agree on one choice (``agree_precision``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def choose_precision(
     measured: ``pass_fn(bf16)`` runs one forward and backward pass of the real model on a real
     batch (with ``torch.autocast(..., torch.bfloat16)`` when ``bf16``); after one warm-up pass
     each, the two take turns ``repeats`` times and bf16 is chosen only if its median step is at
-    least :data:`BF16_MIN_SPEEDUP` times as fast. A CPU without bf16 arithmetic runs it slowly,
+    least ``BF16_MIN_SPEEDUP`` times as fast. A CPU without bf16 arithmetic runs it slowly,
     and the measurement says so.
     """
     if device.type == "cuda":

@@ -9,7 +9,7 @@ from glowflow.config import TrainConfig
 
 
 class Due(NamedTuple):
-    """The work due once a run has taken ``step`` steps (see :func:`due_after`)."""
+    """The work due once a run has taken ``step`` steps (see ``due_after``)."""
 
     read: bool  # read the pending steps' figures back from the device
     log: bool  # write a metrics line

@@ -94,7 +94,7 @@ def run_comparison(
 
 
 def _check_same_setup(out: Path, train_args: list[str]) -> None:
-    """Refuse to mix runs of different setups in one folder: :data:`SETUP_FILE` records it."""
+    """Refuse to mix runs of different setups in one folder: ``SETUP_FILE`` records it."""
     record = out / SETUP_FILE
     if record.is_file():
         saved = json.loads(record.read_text()).get("train_args")

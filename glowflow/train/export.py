@@ -89,7 +89,7 @@ def export_run(
         run_dir: a folder written by ``glowflow train``.
         out_dir: a new or empty folder, or a pretrained folder to replace.
         dtype: ``"float32"`` or ``"float16"`` (half the size).
-        card, attributes: see :func:`save_pretrained`.
+        card, attributes: see ``save_pretrained``.
     """
     run_dir = Path(run_dir).expanduser()
     out_dir = Path(out_dir).expanduser()
@@ -127,7 +127,7 @@ def export_with_figures(
     attributes_from: str | None = None,
     progress: Callable[[str], Callable[[Iterable, int], Iterable]] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """:func:`export_run`, with the figures ``glowflow export`` adds to the card and folder.
+    """``export_run``, with the figures ``glowflow export`` adds to the card and folder.
 
     The out folder is checked before any long work. ``heldout`` (a data set spec, loaded with
     the run's ``--image-size`` and ``--pad``) is scored with the weights as they are shipped

@@ -1,7 +1,7 @@
 """The model inputs of a run: the actnorm-init batch and each step's batch.
 
 Every random draw (which images, flips, dequantisation noise) comes from a generator of its own
-(:mod:`glowflow.seeding`), keyed by the run's seed and the step, so reruns, resumes and any
+(``glowflow.seeding``), keyed by the run's seed and the step, so reruns, resumes and any
 number of processes see the same inputs, and the process's global random state is never used.
 """
 
@@ -27,7 +27,7 @@ class RunBatches:
     A step's batch is its global batch (``order``) or, with ``shard`` under torchrun, this
     process's slice of it: the draws are made for the whole global batch, so N processes see
     exactly the inputs one process would. From a store with ``cfg.data_workers``, DataLoader
-    workers make the steps' batches ahead (:meth:`start`); an in-memory set is fast enough to
+    workers make the steps' batches ahead (``start``); an in-memory set is fast enough to
     index in the training process.
     """
 
@@ -47,7 +47,7 @@ class RunBatches:
         self._prefetch: Iterator | None = None
 
     def options(self, shard: bool) -> dict[str, Any]:
-        """:func:`glowflow.data.batches.cpu_batch`'s options for this run; with ``shard``
+        """``glowflow.data.batches.cpu_batch``'s options for this run; with ``shard``
         (under torchrun) this process's slice of a global batch."""
         c, rank = self.cfg, self.dist.rank
         part = slice(rank * c.batch_size, (rank + 1) * c.batch_size)
@@ -90,7 +90,7 @@ class RunBatches:
         self._prefetch = None
 
     def step(self, step: int) -> Batch:
-        """``step``'s batch (this process's slice): made ahead after :meth:`start` on a store,
+        """``step``'s batch (this process's slice): made ahead after ``start`` on a store,
         else now."""
         if self._prefetch is None:
             g = seeding.generator(self.cfg.seed, step, seeding.TRAIN)

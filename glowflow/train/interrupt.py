@@ -7,7 +7,7 @@ import threading
 
 
 class CtrlC:
-    """A context in which Ctrl-C (SIGINT) sets :attr:`requested` instead of raising.
+    """A context in which Ctrl-C (SIGINT) sets ``requested`` instead of raising.
 
     Outside the main thread no handler can be installed; Ctrl-C then raises
     ``KeyboardInterrupt`` as usual, which the training loop also turns into a stop.

@@ -35,10 +35,10 @@ class LaunchError(GlowflowError):
 
 @dataclasses.dataclass(frozen=True)
 class Launch:
-    """The settled folder options of a run (see :func:`plan_launch`).
+    """The settled folder options of a run (see ``plan_launch``).
 
     Attributes:
-        out: the folder of a new run, or None (then :func:`default_run_dir`).
+        out: the folder of a new run, or None (then ``default_run_dir``).
         resume: the folder of the run to continue, or None.
         overwrite: replace a run already in ``out``.
         preset: the preset a new run starts from (never one for a resumed run).
@@ -86,7 +86,7 @@ def plan_launch(
     checkpoint (``restart`` says so), or started again if it died before the first one. A run
     to resume must hold a run, in its own folder.
 
-    Raises :class:`LaunchError` for options that cannot go together.
+    Raises ``LaunchError`` for options that cannot go together.
     """
     out = Path(out) if out else None
     resume = Path(resume) if resume else None
@@ -115,9 +115,9 @@ def train_config(
 
     A run started ``init_from`` a model takes that model's architecture where ``given`` names
     none (defaults < preset < the source < ``given``). A resumed run keeps its own config;
-    only :data:`RESUMABLE` options may change, and no preset may be given. A new run given no
+    only ``RESUMABLE`` options may change, and no preset may be given. A new run given no
     budget on the built-in data set without a preset is the default run, of
-    :data:`DEFAULT_MAX_TIME` minutes; any other run states its budget.
+    ``DEFAULT_MAX_TIME`` minutes; any other run states its budget.
     """
     if resume:
         saved = RunDir(resume).read_config()["train"]

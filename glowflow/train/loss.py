@@ -46,7 +46,7 @@ def training_loss(
 
     ``bpd`` is the mean bits per dimension of ``x`` under ``model``; the loss adds
     ``y_weight * CE(logits, y) / ln 2`` for a class-conditional model (cross-entropy in bits).
-    ``objective`` computes the forward pass (:class:`Objective`, or its DDP or compiled form);
+    ``objective`` computes the forward pass (``Objective``, or its DDP or compiled form);
     ``bf16`` runs it under bfloat16 autocast (the coupling networks), the sums in float32.
     """
     with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):

@@ -4,8 +4,8 @@
 JSON record a line), ``checkpoint.pt``, ``summary.json``, ``samples/step_*.png`` and
 ``learning_curve.png``. The trainer writes them; ``glowflow compare`` and the plots read them.
 Their names are written here and nowhere else in ``glowflow.train`` and the CLI: everything
-else asks a :class:`RunDir` for a file's path. The checkpoint's name is the rule of
-:mod:`glowflow.hub.checkpoint` (a folder given as a checkpoint means its ``checkpoint.pt``).
+else asks a ``RunDir`` for a file's path. The checkpoint's name is the rule of
+``glowflow.hub.checkpoint`` (a folder given as a checkpoint means its ``checkpoint.pt``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class RunDirError(GlowflowError):
 
 class RunDir:
     """One run's folder; every write is atomic and every OS error becomes a one-line
-    :class:`RunDirError` naming the file."""
+    ``RunDirError`` naming the file."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -162,7 +162,7 @@ class RunDir:
 
     @staticmethod
     def guard(path: Path, write: Callable[[], Any]) -> Any:
-        """``write()``, its OS errors turned into a one-line :class:`RunDirError` naming
+        """``write()``, its OS errors turned into a one-line ``RunDirError`` naming
         ``path``."""
         try:
             return write()

@@ -28,13 +28,13 @@ class Position(NamedTuple):
     nan_skipped: int = 0
 
 
-#: At most this many training images, spread over the set, make its :func:`data_fingerprint`.
+#: At most this many training images, spread over the set, make its ``data_fingerprint``.
 FINGERPRINT_IMAGES = 256
 
 
 def data_fingerprint(data: ImageData) -> str:
     """The SHA-256 (hex) of a data set's size, order and contents, cheap for any size: the
-    number of images, their shape and the bytes of at most :data:`FINGERPRINT_IMAGES` of them
+    number of images, their shape and the bytes of at most ``FINGERPRINT_IMAGES`` of them
     at evenly spread positions (the first and the last among them), with their labels where
     the set has labels. The same images in the same order give the same fingerprint on every
     machine, whatever the batch size or device; a set of up to that many images is hashed
@@ -58,7 +58,7 @@ def run_record(
     fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """What ``config.json`` and every checkpoint say about the run and its data;
-    ``fingerprint`` is the training set's :func:`data_fingerprint`, where already known."""
+    ``fingerprint`` is the training set's ``data_fingerprint``, where already known."""
     return {
         "train": cfg.to_dict(),
         "model": model.config.to_dict(),
@@ -81,8 +81,8 @@ def checkpoint_state(
     ema: EMA | None,
     position: Position,
 ) -> dict[str, Any]:
-    """A checkpoint's contents: the configs and data facts of ``record`` (:func:`run_record`),
-    the weights, their average, the optimiser's state and the run's :class:`Position`."""
+    """A checkpoint's contents: the configs and data facts of ``record`` (``run_record``),
+    the weights, their average, the optimiser's state and the run's ``Position``."""
     return {
         "model_config": record["model"],
         "train_config": record["train"],
@@ -101,7 +101,7 @@ def check_same_data(
 ) -> None:
     """Refuse to resume the checkpoint ``state`` (of the file ``where``) on other training data
     than it recorded: another number of images (``train_images`` now), or other images or
-    another order (the :func:`data_fingerprint` now). The batches of a resumed run are drawn
+    another order (the ``data_fingerprint`` now). The batches of a resumed run are drawn
     by position, so a silent change would train on other images than the run's own. A
     checkpoint written before fingerprints were recorded is checked on the count alone.
 
@@ -138,7 +138,7 @@ def restore_state(
     """Load a checkpoint's weights, optimiser state and average into a resumed run's parts
     (``fused``: the optimiser steps with a fused kernel); returns where the run was.
 
-    Raises :class:`CheckpointError` naming ``where`` if the checkpoint does not fit them.
+    Raises ``CheckpointError`` naming ``where`` if the checkpoint does not fit them.
     """
     try:
         model.load_state_dict(state["model"])

@@ -1,8 +1,8 @@
 """What the training loop logs: step figures read back in bulk, NaN accounting, metrics lines.
 
-A step's figures stay on the device as tensors (:class:`StepResult`) until a line is due;
-:class:`PendingSteps` then reads them in one go, counts the skipped steps and stops a run gone
-bad; :class:`LogWindow` averages the figures since the last line; :class:`MetricsLog` writes the
+A step's figures stay on the device as tensors (``StepResult``) until a line is due;
+``PendingSteps`` then reads them in one go, counts the skipped steps and stops a run gone
+bad; ``LogWindow`` averages the figures since the last line; ``MetricsLog`` writes the
 line to ``metrics.jsonl`` (and TensorBoard).
 """
 
@@ -31,8 +31,8 @@ class StepResult(NamedTuple):
 
 
 class PendingSteps:
-    """The steps not read back yet. :meth:`read` waits for the device once for all of them,
-    counts the skipped ones and raises :class:`TrainError` after ``max_nan_steps`` in a row."""
+    """The steps not read back yet. ``read`` waits for the device once for all of them,
+    counts the skipped ones and raises ``TrainError`` after ``max_nan_steps`` in a row."""
 
     def __init__(self, max_nan_steps: int) -> None:
         self.max_nan_steps = max_nan_steps

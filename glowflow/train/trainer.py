@@ -1,17 +1,17 @@
 """The training loop: a config, a run folder, and a resumable, budgeted optimisation.
 
-The :class:`Trainer` holds the loop and the optimisation step; the jobs around them live in
-units of their own: the data (:mod:`~glowflow.train.trainsets`), the model and its seeded
-initial weights (:mod:`~glowflow.train.runmodel`), the batches
-(:mod:`~glowflow.train.feed`), the loss (:mod:`~glowflow.train.loss`), what is due after a step
-(:mod:`~glowflow.train.cadence`), the checkpoint's contents (:mod:`~glowflow.train.runstate`),
-validation, samples and the closing files (:mod:`~glowflow.train.outputs`), the run folder
-(:mod:`~glowflow.train.rundir`), the weight average (:mod:`~glowflow.train.ema`), the budget and
-learning rate (:mod:`~glowflow.train.schedule`), the logs (:mod:`~glowflow.train.steplog`) and
-the processes of a torchrun job (:mod:`glowflow.distributed`).
+The ``Trainer`` holds the loop and the optimisation step; the jobs around them live in
+units of their own: the data (``trainsets``), the model and its seeded
+initial weights (``runmodel``), the batches
+(``feed``), the loss (``loss``), what is due after a step
+(``cadence``), the checkpoint's contents (``runstate``),
+validation, samples and the closing files (``outputs``), the run folder
+(``rundir``), the weight average (``ema``), the budget and
+learning rate (``schedule``), the logs (``steplog``) and
+the processes of a torchrun job (``glowflow.distributed``).
 
 Randomness: everything a run draws comes from its seed through generators of its own, so a
-:class:`Trainer` neither reads nor changes torch's global random state.
+``Trainer`` neither reads nor changes torch's global random state.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Interrupted(Exception):
 
 
 class Trainer:
-    """Trains a Glow per a :class:`TrainConfig`, writing everything to ``run_dir``.
+    """Trains a Glow per a ``TrainConfig``, writing everything to ``run_dir``.
 
     Args:
         config: the run's settings.
@@ -271,7 +271,7 @@ class Trainer:
         return summary
 
     def _after_step(self, metrics: MetricsLog, window: LogWindow, bar: TrainingProgress) -> None:
-        """The work due after a step (:func:`~glowflow.train.cadence.due_after`)."""
+        """The work due after a step (``due_after``)."""
         due = due_after(self.cfg, self.step, len(self.pending))
         if due.read:
             window.figures += self.pending.read(self.step)
@@ -307,7 +307,7 @@ class Trainer:
         return self.outputs.evaluate(self.eval_model(), metrics, self.step, self.elapsed, final)
 
     def save_samples(self) -> Path:
-        """A grid of samples from :meth:`eval_model` (see :meth:`RunOutputs.save_samples`)."""
+        """A grid of samples from ``eval_model`` (see ``RunOutputs.save_samples``)."""
         return self.outputs.save_samples(self.eval_model(), self.step)
 
     def save(self) -> bool:

@@ -13,7 +13,7 @@ def load_train_val(
     """The training set, the validation set (``val_dataset``, a ``val_fraction`` split, or
     None) and the number of classes.
 
-    Raises :class:`ConfigError` for validation images of another shape, a training set smaller
+    Raises ``ConfigError`` for validation images of another shape, a training set smaller
     than one global batch, or ``y_condition`` on a data set without labels.
     """
     kw = dict(image_size=cfg.image_size, pad=cfg.pad, on_bad_image=cfg.on_bad_image)
