@@ -46,6 +46,7 @@ NOT_RUN = {
     "needs several machines",
     "rebuilds a figure from the team's data, for hours",
     "run by tests/hub/test_onnx_export.py, which exports each bundled model once",
+    "exports a bundled model, as tests/hub/test_onnx_export.py does for each",
     "run by tests/docs/test_site.py and CI, from the repository's root",
 }
 # budget options of a training command -> a few steps
